@@ -1,0 +1,396 @@
+"""16550 behaviour, checked against the PC16550D datasheet's register rules.
+
+Offsets and values are written as numbers on purpose: the expected values come from the
+datasheet tables, not from the module's constants.
+"""
+
+import pytest
+
+from pykvmm.devices.uart16550 import Uart16550
+
+
+class Line:
+    """A recording IRQ line."""
+
+    def __init__(self):
+        self.level = False
+        self.edges = 0
+        self.calls = []
+
+    def __call__(self, level):
+        self.calls.append(level)
+        if level and not self.level:
+            self.edges += 1
+        self.level = level
+
+
+def make(**kw):
+    out = bytearray()
+    line = Line()
+    uart = Uart16550(sink=out.extend, irq=line, **kw)
+    return uart, out, line
+
+
+def enable_irq_out2(uart):
+    uart.write(4, 0x08)  # MCR OUT2
+
+
+# --- polled output ----------------------------------------------------------------------------
+
+def test_thr_write_sends_byte_to_sink():
+    uart, out, _ = make()
+    for b in b"hi\n":
+        uart.write(0, b)
+    assert bytes(out) == b"hi\n"
+
+
+def test_lsr_thre_and_temt_set_after_reset():
+    uart, _, _ = make()
+    assert uart.read(5) == 0x60
+
+
+def test_lsr_thre_set_after_thr_write():
+    uart, _, _ = make()
+    uart.write(0, ord("x"))
+    assert uart.read(5) & 0x60 == 0x60
+
+
+def test_scr_stores_any_byte():
+    uart, _, _ = make()
+    uart.write(7, 0xA5)
+    assert uart.read(7) == 0xA5
+
+
+def test_dlab_redirects_offsets_0_and_1_to_divisor_latch():
+    uart, out, _ = make()
+    uart.write(3, 0x83)  # DLAB=1, 8N1
+    uart.write(0, 0x01)  # DLL: 115200 baud
+    uart.write(1, 0x00)  # DLM
+    assert (uart.read(0), uart.read(1)) == (0x01, 0x00)
+    assert out == b""  # the divisor write did not transmit
+    uart.write(3, 0x03)
+    assert uart.state()["divisor"] == 1
+    assert uart.read(1) == 0  # IER untouched by the DLM write
+    assert uart.read(3) == 0x03
+
+
+def test_ier_upper_four_bits_read_zero():
+    uart, _, _ = make()
+    uart.write(1, 0xFF)
+    assert uart.read(1) == 0x0F
+
+
+def test_mcr_upper_three_bits_read_zero():
+    uart, _, _ = make()
+    uart.write(4, 0xFF & ~0x10)
+    assert uart.read(4) == 0x0F
+
+
+def test_lsr_and_msr_writes_are_ignored():
+    uart, _, _ = make()
+    msr = uart.read(6)
+    uart.write(5, 0x00)
+    uart.write(6, 0x00)
+    assert uart.read(5) == 0x60
+    assert uart.read(6) == msr
+
+
+def test_offset_out_of_range_is_refused():
+    uart, _, _ = make()
+    with pytest.raises(ValueError, match="0x8"):
+        uart.read(8)
+    with pytest.raises(ValueError, match="0x8"):
+        uart.write(8, 0)
+
+
+def test_non_callable_sink_is_refused():
+    with pytest.raises(TypeError, match="sink"):
+        Uart16550(sink=None)
+
+
+# --- IIR and interrupts -----------------------------------------------------------------------
+
+def test_iir_reads_01_with_no_interrupt_pending():
+    uart, _, _ = make()
+    assert uart.read(2) == 0x01
+
+
+def test_seabios_probe_ier_readback_and_iir_thre():
+    uart, _, _ = make()
+    uart.write(1, 0x02)
+    assert uart.read(1) == 0x02
+    assert uart.read(2) & 0x3F == 0x02
+
+
+def test_iir_read_clears_thre_interrupt():
+    uart, _, _ = make()
+    uart.write(1, 0x02)
+    assert uart.read(2) == 0x02
+    assert uart.read(2) == 0x01
+
+
+def test_thr_write_rearms_thre_interrupt():
+    uart, _, _ = make()
+    uart.write(1, 0x02)
+    uart.read(2)
+    uart.write(0, ord("a"))
+    assert uart.read(2) == 0x02
+
+
+def test_thre_interrupt_gives_one_irq_edge_per_thr_write():
+    uart, _, line = make()
+    enable_irq_out2(uart)
+    uart.write(1, 0x02)
+    assert line.level and line.edges == 1
+    for b in b"abc":
+        uart.write(0, b)
+    assert line.edges == 4
+    assert line.level
+
+
+def test_rx_data_interrupt_iir_04():
+    uart, _, _ = make()
+    uart.write(1, 0x01)
+    uart.receive(b"k")
+    assert uart.read(2) == 0x04
+    assert uart.read(0) == ord("k")
+    assert uart.read(2) == 0x01
+
+
+def test_line_status_interrupt_has_priority_over_rx_data():
+    uart, _, _ = make()
+    uart.write(1, 0x0F)
+    uart.receive(b"ab")  # 16450 mode holds one byte: "b" overruns
+    assert uart.read(2) == 0x06
+    assert uart.read(5) & 0x02  # OE, cleared by this read
+    assert uart.read(2) == 0x04
+
+
+def test_rx_data_interrupt_has_priority_over_thre():
+    uart, _, _ = make()
+    uart.write(1, 0x03)
+    uart.receive(b"x")
+    assert uart.read(2) == 0x04
+    uart.read(0)
+    assert uart.read(2) == 0x02
+
+
+def test_thre_interrupt_has_priority_over_modem_status():
+    uart, _, _ = make()
+    uart.write(1, 0x0A)
+    uart.write(4, 0x10)  # loopback: DSR/CTS/DCD drop, setting deltas
+    assert uart.read(2) == 0x02
+    assert uart.read(2) == 0x00
+    uart.read(6)
+    assert uart.read(2) == 0x01
+
+
+def test_disabled_interrupt_sources_are_not_reported():
+    uart, _, _ = make()
+    uart.receive(b"x")
+    uart.write(4, 0x10)
+    assert uart.read(2) == 0x01
+
+
+def test_irq_reaches_pic_only_while_mcr_out2_set():
+    uart, _, line = make()
+    uart.write(1, 0x01)
+    uart.receive(b"x")
+    assert not line.level and uart.read(2) == 0x04
+    uart.write(4, 0x08)
+    assert line.level
+    uart.write(4, 0x00)
+    assert not line.level
+
+
+def test_irq_line_is_low_in_loopback_even_with_out2():
+    uart, _, line = make()
+    uart.write(1, 0x02)
+    uart.write(4, 0x18)  # OUT2 + LOOP
+    assert uart.read(2) == 0x02  # the chip still reports it
+    assert not line.level
+
+
+def test_irq_line_drops_when_source_cleared():
+    uart, _, line = make()
+    enable_irq_out2(uart)
+    uart.write(1, 0x01)
+    uart.receive(b"x")
+    assert line.level
+    uart.read(0)
+    assert not line.level
+
+
+def test_irq_callback_only_called_on_level_change():
+    uart, _, line = make()
+    enable_irq_out2(uart)
+    uart.write(1, 0x01)
+    uart.receive(b"x")
+    uart.read(5)
+    uart.read(7)
+    assert line.calls == [True]
+
+
+# --- receive side and FIFOs -------------------------------------------------------------------
+
+def test_lsr_dr_set_while_data_waits():
+    uart, _, _ = make()
+    uart.receive(b"z")
+    assert uart.read(5) & 0x01
+    assert uart.read(0) == ord("z")
+    assert not uart.read(5) & 0x01
+
+
+def test_non_fifo_mode_overrun_keeps_newest_byte():
+    uart, _, _ = make()
+    assert uart.receive(b"ab") == 1
+    assert uart.read(5) & 0x02
+    assert uart.read(0) == ord("b")
+    assert uart.state()["rx_dropped"] == 1
+
+
+def test_lsr_read_clears_overrun():
+    uart, _, _ = make()
+    uart.receive(b"ab")
+    assert uart.read(5) & 0x02
+    assert not uart.read(5) & 0x02
+
+
+def test_fcr_enable_sets_iir_bits_6_and_7():
+    uart, _, _ = make()
+    uart.write(2, 0x01)
+    assert uart.read(2) == 0xC1
+    uart.write(2, 0x00)
+    assert uart.read(2) == 0x01
+
+
+def test_fifo_holds_16_bytes_and_drops_the_rest():
+    uart, _, _ = make()
+    uart.write(2, 0x07)
+    data = bytes(range(20))
+    assert uart.receive(data) == 16
+    assert uart.read(5) & 0x03 == 0x03
+    assert bytes(uart.read(0) for _ in range(16)) == data[:16]
+    assert not uart.read(5) & 0x01
+    assert uart.state()["rx_dropped"] == 4
+
+
+def test_rx_room_reports_free_fifo_space():
+    uart, _, _ = make()
+    assert uart.rx_room() == 1
+    uart.write(2, 0x01)
+    uart.receive(b"abc")
+    assert uart.rx_room() == 13
+
+
+def test_fifo_rx_reset_clears_received_bytes():
+    uart, _, _ = make()
+    uart.write(2, 0x01)
+    uart.receive(b"abc")
+    uart.write(2, 0x03)
+    assert not uart.read(5) & 0x01
+
+
+def test_fcr_other_bits_ignored_unless_bit0_written():
+    uart, _, _ = make()
+    uart.write(2, 0xC0)
+    assert uart.read(2) == 0x01
+    assert uart.state()["fcr"] == 0
+
+
+def test_clearing_fifo_enable_empties_fifo():
+    uart, _, _ = make()
+    uart.write(2, 0x01)
+    uart.receive(b"abc")
+    uart.write(2, 0x00)
+    assert not uart.read(5) & 0x01
+
+
+def test_rx_below_trigger_level_reports_character_timeout():
+    uart, _, _ = make()
+    uart.write(2, 0x81)  # FIFO, trigger level 8
+    uart.write(1, 0x01)
+    uart.receive(b"abc")
+    assert uart.read(2) == 0xCC
+
+
+def test_rx_at_trigger_level_reports_data_available():
+    uart, _, _ = make()
+    uart.write(2, 0x41)  # FIFO, trigger level 4
+    uart.write(1, 0x01)
+    uart.receive(b"abcd")
+    assert uart.read(2) == 0xC4
+    uart.read(0)
+    assert uart.read(2) == 0xCC  # below trigger again: timeout
+    for _ in range(3):
+        uart.read(0)
+    assert uart.read(2) == 0xC1
+
+
+def test_host_memory_bounded_under_flood():
+    uart, _, _ = make()
+    uart.write(2, 0x01)
+    for _ in range(1000):
+        uart.receive(bytes(64))
+    assert len(uart.state()["rx_fifo"]) == 16
+    assert uart.state()["rx_dropped"] == 64000 - 16
+
+
+# --- loopback and modem status ----------------------------------------------------------------
+
+def test_loopback_routes_thr_to_receiver_not_sink():
+    uart, out, _ = make()
+    uart.write(4, 0x10)
+    uart.write(0, ord("Q"))
+    assert out == b""
+    assert uart.read(5) & 0x01
+    assert uart.read(0) == ord("Q")
+
+
+def test_loopback_disconnects_host_input():
+    uart, _, _ = make()
+    uart.write(4, 0x10)
+    assert uart.rx_room() == 0
+    assert uart.receive(b"x") == 0
+    assert not uart.read(5) & 0x01
+
+
+def test_loopback_maps_mcr_outputs_to_msr_inputs():
+    uart, _, _ = make()
+    uart.write(4, 0x10 | 0x01)  # DTR -> DSR
+    assert uart.read(6) & 0xF0 == 0x20
+    uart.write(4, 0x10 | 0x02)  # RTS -> CTS
+    assert uart.read(6) & 0xF0 == 0x10
+    uart.write(4, 0x10 | 0x04)  # OUT1 -> RI
+    assert uart.read(6) & 0xF0 == 0x40
+    uart.write(4, 0x10 | 0x08)  # OUT2 -> DCD
+    assert uart.read(6) & 0xF0 == 0x80
+
+
+def test_msr_reports_connected_terminal_outside_loopback():
+    uart, _, _ = make()
+    assert uart.read(6) == 0xB0  # CTS, DSR, DCD; no deltas
+
+
+def test_msr_delta_bits_set_on_change_and_cleared_by_read():
+    uart, _, _ = make()
+    uart.write(4, 0x10 | 0x03)  # loop, DTR, RTS: CTS and DSR stay, DCD drops
+    assert uart.read(6) == 0x08 | 0x30
+    assert uart.read(6) == 0x30
+
+
+def test_msr_teri_set_only_on_ri_trailing_edge():
+    uart, _, _ = make(modem_inputs=0)
+    uart.write(4, 0x10 | 0x04)  # RI rises
+    assert uart.read(6) & 0x04 == 0
+    uart.write(4, 0x10)  # RI falls
+    assert uart.read(6) & 0x04 == 0x04
+
+
+def test_modem_status_interrupt_iir_00_cleared_by_msr_read():
+    uart, _, _ = make()
+    uart.write(1, 0x08)
+    uart.write(4, 0x10)
+    assert uart.read(2) == 0x00
+    uart.read(6)
+    assert uart.read(2) == 0x01
