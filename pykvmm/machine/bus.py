@@ -1,0 +1,141 @@
+"""Port-IO and MMIO buses.
+
+A bus maps address ranges to devices (sorted, overlaps refused) and hands each device the offset
+from its range's base.  Devices are 8-bit, as every legacy PC device is: a wider access is split
+into byte accesses at consecutive addresses, each routed on its own, which is what the ISA bus
+does for an 8-bit peripheral.  An address no device claims reads as all ones (0xFF per byte: the
+ISA data lines float high) and swallows writes; both are counted per address.
+
+``io_ops`` counts guest IO *operations*: one per IN/OUT, one per element of a string IO, one per
+MMIO access, whether it reached the bus from a KVM exit or from the emulator.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable, Protocol
+
+from ..errors import PykvmmError
+
+
+class ByteDevice(Protocol):
+    def read(self, offset: int) -> int: ...
+
+    def write(self, offset: int, value: int) -> None: ...
+
+
+# An IO-log sink: (space, address, is_write, size, value). space is "pio" or "mmio".
+IoLogger = Callable[[str, int, bool, int, int], None]
+
+_ALL_ONES = (0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF, 0xFF_FFFFFFFF, 0xFFFF_FFFFFFFF, 0xFFFFFF_FFFFFFFF,
+             0xFFFFFFFF_FFFFFFFF)
+
+
+class BusError(PykvmmError):
+    pass
+
+
+class _Bus:
+    space = "?"
+    limit = 0
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ranges: list[tuple[int, int, object, str]] = []  # (start, end, device, name)
+        self.io_ops: dict[int, int] = {}
+        self.unclaimed_reads: dict[int, int] = {}
+        self.unclaimed_writes: dict[int, int] = {}
+        self.log: IoLogger | None = None
+
+    def register(self, base: int, length: int, device: object, name: str = "") -> None:
+        """Claim [base, base+length) for ``device``; overlapping an existing range is refused."""
+        if length <= 0 or base < 0 or base + length > self.limit:
+            raise BusError(f"bad {self.space} range {base:#x}+{length:#x} for {name or device!r}")
+        end = base + length
+        i = bisect.bisect_left(self._starts, base)
+        if i > 0 and self._ranges[i - 1][1] > base:
+            raise BusError(f"{self.space} range {base:#x}-{end - 1:#x} ({name}) overlaps "
+                           f"{self._ranges[i - 1][3]} at {self._ranges[i - 1][0]:#x}")
+        if i < len(self._ranges) and self._ranges[i][0] < end:
+            raise BusError(f"{self.space} range {base:#x}-{end - 1:#x} ({name}) overlaps "
+                           f"{self._ranges[i][3]} at {self._ranges[i][0]:#x}")
+        self._starts.insert(i, base)
+        self._ranges.insert(i, (base, end, device, name))
+
+    def find(self, addr: int) -> tuple[object, int] | None:
+        """(device, offset) for a byte address, or None when no device claims it."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            start, end, dev, _ = self._ranges[i]
+            if addr < end:
+                return dev, addr - start
+        return None
+
+    def claims(self, addr: int, size: int = 1) -> bool:
+        """True when one device claims every byte of [addr, addr+size)."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        return i >= 0 and addr + size <= self._ranges[i][1]
+
+    def devices(self) -> list[tuple[int, int, object, str]]:
+        return list(self._ranges)
+
+    # -- accesses ---------------------------------------------------------------------------------
+
+    def _read_byte(self, addr: int) -> int:
+        hit = self.find(addr)
+        if hit is None:
+            self.unclaimed_reads[addr] = self.unclaimed_reads.get(addr, 0) + 1
+            return 0xFF
+        dev, off = hit
+        return dev.read(off) & 0xFF  # type: ignore[attr-defined]
+
+    def _write_byte(self, addr: int, value: int) -> None:
+        hit = self.find(addr)
+        if hit is None:
+            self.unclaimed_writes[addr] = self.unclaimed_writes.get(addr, 0) + 1
+            return
+        dev, off = hit
+        dev.write(off, value & 0xFF)  # type: ignore[attr-defined]
+
+    def read(self, addr: int, size: int) -> int:
+        """One guest read of ``size`` bytes (1, 2, 4 or 8), little-endian."""
+        ops = self.io_ops
+        ops[addr] = ops.get(addr, 0) + 1
+        if size == 1:
+            value = self._read_byte(addr)
+        else:
+            value = 0
+            for i in range(size):
+                value |= self._read_byte((addr + i) & (self.limit - 1)) << (8 * i)
+        if self.log is not None:
+            self.log(self.space, addr, False, size, value)
+        return value
+
+    def write(self, addr: int, size: int, value: int) -> None:
+        """One guest write of ``size`` bytes, little-endian."""
+        ops = self.io_ops
+        ops[addr] = ops.get(addr, 0) + 1
+        if self.log is not None:
+            self.log(self.space, addr, True, size, value)
+        if size == 1:
+            self._write_byte(addr, value)
+        else:
+            for i in range(size):
+                self._write_byte((addr + i) & (self.limit - 1), value >> (8 * i))
+
+    def total_ops(self) -> int:
+        return sum(self.io_ops.values())
+
+
+class PortBus(_Bus):
+    """The x86 16-bit IO port space."""
+
+    space = "pio"
+    limit = 0x10000
+
+
+class MmioBus(_Bus):
+    """Memory-mapped devices, by guest-physical address."""
+
+    space = "mmio"
+    limit = 1 << 52  # x86-64 physical address width upper bound

@@ -1,0 +1,126 @@
+"""Getting a vCPU out of KVM_RUN on time, every time.
+
+A guest that spins without exiting never returns from KVM_RUN by itself, and on this host a
+real-mode ``INT n`` with n >= 0x80 hangs inside KVM_RUN until a signal arrives.  Python runs its
+signal handlers only between bytecodes, so a signal that lands just before the ioctl is seen by
+the C-level handler, not by any Python code, and the ioctl then enters the guest with nobody left
+to stop it.  Two mechanisms close that window:
+
+* ``immediate_exit`` in kvm_run (KVM_CAP_IMMEDIATE_EXIT): KVM_RUN checks it on entry and returns
+  EINTR at once.  The kicker sets it *before* sending the signal, so a kick lands whether the vCPU
+  is inside KVM_RUN (the signal interrupts it) or about to enter (the flag stops it).
+* ``signal.set_wakeup_fd``: the C-level handler of SIGINT/SIGTERM writes to a pipe that this
+  thread watches, so Ctrl-C reaches the kicker even when the Python handler is not running yet.
+
+The kicker thread blocks every signal, so process-directed signals go to the vCPU thread.
+The vCPU thread clears ``immediate_exit`` after each EINTR and then reads the reasons: the kicker
+records a reason before it sets the flag, so no reason is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import threading
+import time
+
+KICK_SIGNAL = signal.SIGUSR1
+
+
+def _ignore(signum, frame) -> None:  # a Python-level handler: its only job is to exist
+    pass
+
+
+class Kicker:
+    def __init__(self, vcpu) -> None:
+        self.vcpu = vcpu
+        self.target_tid = threading.get_native_id()
+        self._target_ident = threading.get_ident()
+        self._lock = threading.Lock()
+        self._deadline: int | None = None  # monotonic ns
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._sig_r, self._sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.deadline_passed = False
+        self.signals: list[int] = []
+        self.kicks = 0
+        self._stopping = False
+        self._old_wakeup = None
+        self._thread = threading.Thread(target=self._loop, name="pykvmm-kicker", daemon=True)
+
+    def start(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(KICK_SIGNAL, _ignore)
+            self._old_wakeup = signal.set_wakeup_fd(self._sig_w, warn_on_full_buffer=False)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._poke()
+        self._thread.join()
+        if self._old_wakeup is not None:
+            signal.set_wakeup_fd(self._old_wakeup)
+            self._old_wakeup = None
+        for fd in (self._r, self._w, self._sig_r, self._sig_w):
+            os.close(fd)
+
+    def set_deadline(self, when_ns: int | None) -> None:
+        """Kick the vCPU at this monotonic time (None: no timed kick)."""
+        with self._lock:
+            self._deadline = when_ns
+        self._poke()
+
+    def kick(self) -> None:
+        """Get the vCPU out of KVM_RUN now (callable from any thread)."""
+        self.kicks += 1
+        self.vcpu.immediate_exit = 1
+        try:
+            signal.pthread_kill(self._target_ident, KICK_SIGNAL)
+        except (ProcessLookupError, OSError):
+            pass
+
+    def take_signals(self) -> list[int]:
+        """Signal numbers the wakeup pipe reported since the last call."""
+        with self._lock:
+            out, self.signals = self.signals, []
+        return out
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _loop(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        while not self._stopping:
+            with self._lock:
+                deadline = self._deadline
+            timeout = None
+            if deadline is not None:
+                timeout = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+            ready, _, _ = select.select([self._r, self._sig_r], [], [], timeout)
+            if self._stopping:
+                return
+            if self._r in ready:
+                try:
+                    os.read(self._r, 4096)
+                except BlockingIOError:
+                    pass
+            if self._sig_r in ready:
+                try:
+                    data = os.read(self._sig_r, 4096)
+                except BlockingIOError:
+                    data = b""
+                if data:
+                    with self._lock:
+                        self.signals.extend(data)
+                    self.kick()
+            with self._lock:
+                deadline = self._deadline
+                due = deadline is not None and time.monotonic_ns() >= deadline
+                if due:
+                    self._deadline = None
+                    self.deadline_passed = True
+            if due:
+                self.kick()

@@ -1,0 +1,386 @@
+"""The machine: a KVM VM with PC memory, the port and MMIO buses, devices, and the run loop.
+
+Running a snippet natively (for tests and the emulator's differential checks)::
+
+    with Machine(MachineConfig(serial="null")) as m:
+        m.load_guest(code)          # placed at 0x7C00, entered per the guest entry contract
+        result = m.run(timeout=5)   # RunResult: end, exit_status, final regs in m.final_regs()
+
+``m.set_entry_state(regs=..., sregs=...)`` overrides the entry registers.
+Running and exit handling are separate: ``handle_exit(exit)`` is the dispatcher, which unit tests
+drive with made-up exits and no KVM at all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..devices.debug_exit import DebugExit
+from ..devices.uart16550 import Uart16550
+from ..errors import UsageError
+from ..kvm import exits as X
+from ..kvm import ioctls as K
+from . import layout
+from .bus import MmioBus, PortBus
+from .memory import GuestMemory
+from .sinks import Sink, open_sink
+
+# Run endings (the stats JSON "end" key).
+END_DEBUG_EXIT = "debug-exit"
+END_HALT = "halt"
+END_SHUTDOWN = "shutdown"
+END_TIMEOUT = "timeout"
+END_INTERRUPT = "interrupt"
+END_ERROR = "error"
+
+# pykvmm's own exit statuses (guests should not use them as debug-exit values).
+STATUS_USAGE = 2
+STATUS_FAULT = 3
+STATUS_TIMEOUT = 124
+STATUS_SIGINT = 130
+STATUS_SIGTERM = 143
+
+# Real-mode segment descriptor cache types (Intel SDM 3, 3.4.5.1): accessed data read/write and
+# accessed code execute/read, both present with S=1, as after reset.
+_DATA_TYPE = 0x3
+_CODE_TYPE = 0xB
+_RFLAGS_IF = 1 << 9
+_RFLAGS_RESERVED1 = 1 << 1
+
+
+@dataclass
+class MachineConfig:
+    mem_mib: int = layout.DEFAULT_MEM_MIB
+    serial: str = "stdio"
+    exit_code: str = "plain"  # or "qemu": status (v << 1) | 1, as QEMU's isa-debug-exit
+    firmware: bytes | None = None  # None: start the guest directly at 0000:7C00
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    end: str
+    exit_status: int
+    wall_s: float
+    detail: str = ""
+
+
+class Machine:
+    def __init__(self, config: MachineConfig | None = None, kvm=None):
+        from ..kvm.system import Kvm  # the binding is opened only when a machine is built
+
+        self.config = config or MachineConfig()
+        if self.config.exit_code not in ("plain", "qemu"):
+            raise UsageError(f"--exit-code must be plain or qemu, not {self.config.exit_code!r}")
+        self._owns_kvm = kvm is None
+        self.kvm = kvm or Kvm()
+        self.mem = GuestMemory(self.config.mem_mib * layout.MIB)
+        self.pio = PortBus()
+        self.mmio = MmioBus()
+        self.serial: Sink = open_sink(self.config.serial)
+        self.sinks: list[Sink] = [self.serial]
+        self.vm = self.kvm.create_vm()
+        self.vcpu = None
+        self.exit_counts: dict[str, int] = {}
+        self.engine = None  # the coalescing engine, attached by a higher layer
+        self._stop: tuple[str, int] | None = None
+        self._stop_detail = ""
+        self.guest_exit_value: int | None = None
+        self._build()
+
+    # -- construction -----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        vm, mem = self.vm, self.mem
+        host = mem.host_address()
+        for lo, hi in mem.ram_ranges():
+            vm.set_memory_region(lo, hi - lo, host + lo)
+        for lo, hi in mem.rom_ranges():
+            vm.set_memory_region(lo, hi - lo, host + lo, readonly=True)
+            # The reset alias just below 4 GiB: the same backing, so the CPU's first fetch at
+            # 0xFFFFFFF0 reads the firmware's reset vector.
+            vm.set_memory_region(layout.RESET_ALIAS_TOP - (hi - lo), hi - lo, host + lo, readonly=True)
+        if self.kvm.check_extension(K.KVM_CAP_SET_TSS_ADDR):
+            vm.set_tss_addr(layout.TSS_ADDR)
+        vcpu = self.vcpu = vm.create_vcpu(0)
+        vcpu.set_cpuid2(self.kvm.supported_cpuid())
+        if not self.kvm.check_extension(K.KVM_CAP_SYNC_REGS) & K.KVM_SYNC_X86_REGS:
+            raise UsageError("this KVM lacks KVM_CAP_SYNC_REGS; pykvmm needs Linux 4.16 or newer")
+        vcpu.enable_sync_regs(K.KVM_SYNC_X86_REGS | K.KVM_SYNC_X86_SREGS)
+        self.debug_exit = DebugExit(self._on_debug_exit)
+        self.pio.register(layout.PORT_DEBUG_EXIT, 1, self.debug_exit, "debug-exit")
+        self.uart = Uart16550(sink=self.serial)
+        self.pio.register(layout.COM1_BASE, 8, self.uart, "com1")
+        if self.config.firmware is not None:
+            self.mem.load(self.mem.rom_ranges()[0][0], self.config.firmware)
+
+    def _on_debug_exit(self, value: int) -> None:
+        status = value if self.config.exit_code == "plain" else ((value << 1) | 1) & 0xFF
+        self.guest_exit_value = value
+        self.request_stop(END_DEBUG_EXIT, status)
+
+    def request_stop(self, end: str, status: int, detail: str = "") -> None:
+        if self._stop is None:
+            self._stop = (end, status)
+            self._stop_detail = detail
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None
+
+    # -- guest loading and entry state ------------------------------------------------------------
+
+    def load_guest(self, image: bytes) -> None:
+        """Place a flat binary at 0x7C00 and set the entry contract (unless firmware runs first)."""
+        if not image:
+            raise UsageError("the guest image is empty")
+        if len(image) > layout.GUEST_MAX_SIZE:
+            raise UsageError(f"the guest image is {len(image)} bytes; at most {layout.GUEST_MAX_SIZE} "
+                             f"fit between {layout.GUEST_LOAD_ADDR:#x} and {layout.CONV_RAM_END - 1:#x}")
+        self.mem.load(layout.GUEST_LOAD_ADDR, image)
+        if self.config.firmware is None:
+            self.set_entry_state()
+
+    def set_entry_state(self, regs: dict | None = None, segments: dict | None = None) -> None:
+        """Real mode, CS=DS=ES=SS=FS=GS=0, IP=SP=0x7C00, RFLAGS=0x2, unless overridden.
+
+        ``segments`` maps a segment name to its selector (base = selector * 16, limit 0xFFFF).
+        """
+        vcpu = self.vcpu
+        sregs = vcpu.get_sregs()
+        segs = {"cs": 0, "ds": 0, "es": 0, "fs": 0, "gs": 0, "ss": 0}
+        segs.update(segments or {})
+        for name, sel in segs.items():
+            seg = getattr(sregs, name)
+            seg.selector = sel
+            seg.base = sel << 4
+            seg.limit = 0xFFFF
+            seg.type = _CODE_TYPE if name == "cs" else _DATA_TYPE
+            seg.present, seg.s, seg.dpl, seg.db, seg.l, seg.g, seg.avl, seg.unusable = 1, 1, 0, 0, 0, 0, 0, 0
+        sregs.cr0 &= ~1  # real mode (PE=0); KVM's reset value keeps CD/NW/ET as they are
+        vcpu.set_sregs(sregs)
+        r = vcpu.get_regs()
+        for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11",
+                     "r12", "r13", "r14", "r15"):
+            setattr(r, name, 0)
+        r.rip = layout.GUEST_LOAD_ADDR
+        r.rsp = layout.GUEST_ENTRY_SP
+        r.rflags = _RFLAGS_RESERVED1
+        for name, value in (regs or {}).items():
+            setattr(r, name, value)
+        vcpu.set_regs(r)
+
+    # -- the run loop -----------------------------------------------------------------------------
+
+    def run(self, timeout: float | None = None) -> RunResult:
+        """Run until the guest stops, faults, times out or is interrupted."""
+        from .kicker import Kicker
+
+        kicker = Kicker(self.vcpu)
+        self._kicker = kicker
+        kicker.start()
+        old_handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.signal(sig, self._on_signal)
+        start = time.perf_counter()
+        if timeout is not None:
+            kicker.set_deadline(time.monotonic_ns() + int(timeout * 1e9))
+        try:
+            self._loop(kicker)
+        finally:
+            wall = time.perf_counter() - start
+            kicker.stop()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+            self.flush()
+        end, status = self._stop or (END_ERROR, STATUS_FAULT)
+        return RunResult(end, status, wall, self._stop_detail)
+
+    def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGINT:
+            self.request_stop(END_INTERRUPT, STATUS_SIGINT, "interrupted by SIGINT")
+        else:
+            self.request_stop(END_INTERRUPT, STATUS_SIGTERM, "terminated by SIGTERM")
+        self.vcpu.immediate_exit = 1
+
+    def _loop(self, kicker) -> None:
+        # Hot path: locals only, type dispatch for the common exits, counters folded in at the end.
+        vcpu = self.vcpu
+        vcpu_run = vcpu.run
+        pio_read, pio_write = self.pio.read, self.pio.write
+        IoOut, IoIn, Interrupted = X.IoOut, X.IoIn, X.Interrupted
+        from_bytes = int.from_bytes
+        n_total = n_io = 0
+        counts = self.exit_counts
+        try:
+            while self._stop is None:
+                ex = vcpu_run()
+                n_total += 1
+                t = type(ex)
+                if t is IoOut:
+                    n_io += 1
+                    port, size, count, data = ex
+                    if count == 1:
+                        pio_write(port, size, from_bytes(data, "little"))
+                    else:
+                        for i in range(0, size * count, size):
+                            pio_write(port, size, from_bytes(data[i:i + size], "little"))
+                    if self.engine is not None and self._stop is None:
+                        self.engine.after_exit(ex)
+                elif t is IoIn:
+                    n_io += 1
+                    port, size, count, off = ex
+                    if count == 1:
+                        vcpu.page[off:off + size] = pio_read(port, size).to_bytes(size, "little")
+                    else:
+                        buf = bytearray()
+                        for _ in range(count):
+                            buf += pio_read(port, size).to_bytes(size, "little")
+                        vcpu.page[off:off + size * count] = buf
+                    if self.engine is not None and self._stop is None:
+                        self.engine.after_exit(ex)
+                elif t is Interrupted:
+                    counts["intr"] = counts.get("intr", 0) + 1
+                    vcpu.immediate_exit = 0
+                    self._after_kick(kicker)
+                else:
+                    self.handle_exit(ex)
+        finally:
+            counts["total"] = counts.get("total", 0) + n_total
+            counts["io"] = counts.get("io", 0) + n_io
+
+    def _after_kick(self, kicker) -> None:
+        for signum in kicker.take_signals():
+            if signum in (signal.SIGINT, signal.SIGTERM):
+                self._on_signal(signum, None)
+        if kicker.deadline_passed:
+            kicker.deadline_passed = False
+            self.request_stop(END_TIMEOUT, STATUS_TIMEOUT, "timeout")
+
+    def handle_exit(self, ex) -> None:
+        """Dispatch one exit that is not a port-IO or EINTR exit (and, for tests, any exit)."""
+        counts = self.exit_counts
+        match ex:
+            case X.IoOut(port, size, count, data):
+                counts["io"] = counts.get("io", 0) + 1
+                for i in range(count):
+                    self.pio.write(port, size, int.from_bytes(data[i * size:(i + 1) * size], "little"))
+            case X.IoIn(port, size, count, off):
+                counts["io"] = counts.get("io", 0) + 1
+                buf = b"".join(self.pio.read(port, size).to_bytes(size, "little") for _ in range(count))
+                self.vcpu.complete_in(ex, buf)
+            case X.MmioWrite(addr, length, data):
+                counts["mmio"] = counts.get("mmio", 0) + 1
+                self.mmio.write(addr, length, int.from_bytes(data, "little"))
+                if self.engine is not None and self._stop is None:
+                    self.engine.after_exit(ex)
+            case X.MmioRead(addr, length):
+                counts["mmio"] = counts.get("mmio", 0) + 1
+                self.vcpu.complete_mmio_read(self.mmio.read(addr, length).to_bytes(length, "little"))
+                if self.engine is not None and self._stop is None:
+                    self.engine.after_exit(ex)
+            case X.Hlt():
+                counts["hlt"] = counts.get("hlt", 0) + 1
+                self._on_hlt()
+            case X.Interrupted():
+                counts["intr"] = counts.get("intr", 0) + 1
+            case X.IrqWindowOpen():
+                counts["irq_window"] = counts.get("irq_window", 0) + 1
+            case X.Shutdown():
+                counts["shutdown"] = counts.get("shutdown", 0) + 1
+                self._fault(END_SHUTDOWN, "shutdown (triple fault)")
+            case X.InternalError(suberror, data, insn):
+                counts["internal_error"] = counts.get("internal_error", 0) + 1
+                what = K.INTERNAL_ERROR_NAMES.get(suberror, f"suberror {suberror}")
+                extra = f" on bytes {insn.hex(' ')}" if insn else ""
+                self._fault(END_ERROR, f"KVM internal error: {what}{extra}")
+            case X.FailEntry(hw, cpu):
+                counts["fail_entry"] = counts.get("fail_entry", 0) + 1
+                self._fault(END_ERROR, f"VM entry failed: hardware reason {hw:#x} on cpu {cpu}")
+            case X.Debug(exc, pc, _, _):
+                counts["debug"] = counts.get("debug", 0) + 1
+            case X.SystemEvent(kind):
+                counts["system_event"] = counts.get("system_event", 0) + 1
+                self._fault(END_SHUTDOWN, f"system event {kind}")
+            case X.Unsupported(reason, name):
+                counts["unsupported"] = counts.get("unsupported", 0) + 1
+                self._fault(END_ERROR, f"unsupported exit: {name}")
+            case _:
+                raise TypeError(f"not an exit value: {ex!r}")
+
+    def _on_hlt(self) -> None:
+        if not self.vcpu.sync.regs.rflags & _RFLAGS_IF:
+            self.request_stop(END_HALT, 0, "HLT with interrupts disabled")
+            return
+        # IF=1: nothing can wake this guest yet unless a device raises an interrupt; wait for a
+        # kick (timeout, signal) without spinning the host CPU.
+        self._wait_for_event()
+
+    def _wait_for_event(self) -> None:
+        kicker = getattr(self, "_kicker", None)
+        if kicker is None:
+            self.request_stop(END_HALT, 0, "HLT with no interrupt source")
+            return
+        while self._stop is None and not kicker.deadline_passed and not kicker.signals \
+                and not self.vcpu.immediate_exit:
+            time.sleep(0.001)
+        if self.vcpu.immediate_exit:
+            self.vcpu.immediate_exit = 0
+        self._after_kick(kicker)
+
+    def _fault(self, end: str, why: str) -> None:
+        from .report import fault_report
+
+        regs = self.final_regs()
+        code = None
+        try:
+            if not regs.get("cr0", 0) & 1 or True:
+                linear = (self.vcpu.sync.sregs.cs.base + regs["rip"]) & 0xFFFFFFFF
+                if 0 <= linear < self.mem.size:
+                    code = bytes(self.mem.ram[linear:min(linear + 16, self.mem.size)])
+        except Exception:  # the report must never fail
+            code = None
+        self.request_stop(end, STATUS_FAULT, fault_report(why, regs, code))
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def final_regs(self) -> dict:
+        """GPRs, rip, rflags and segment selectors from the last exit's sync-regs copy."""
+        r = self.vcpu.sync.regs
+        s = self.vcpu.sync.sregs
+        out = {n: getattr(r, n) for n in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
+                                           "rip", "rflags")}
+        for seg in ("cs", "ds", "es", "fs", "gs", "ss"):
+            out[seg] = getattr(s, seg).selector
+        out["cr0"] = s.cr0
+        return out
+
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    def close(self) -> None:
+        self.flush()
+        for s in self.sinks:
+            s.close()
+        if self.vm is not None:
+            self.vm.close()
+            self.vm = None
+        self.mem.close()
+        if self._owns_kvm:
+            self.kvm.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["Machine", "MachineConfig", "RunResult", "ctypes", "os"]
