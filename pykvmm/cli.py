@@ -1,0 +1,149 @@
+"""The command line: ``python -m pykvmm GUEST.bin [options]`` (also installed as ``pykvmm``).
+
+Every user mistake becomes one line on stderr and exit status 2, never a traceback: argparse's
+two-line usage error is folded into one, and PykvmmError's UsageError children are caught here,
+at the one boundary where errors are wrapped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import GuestFault, KvmError, PykvmmError, UsageError
+from .machine import layout
+from .machine.machine import STATUS_FAULT, STATUS_USAGE, Machine, MachineConfig
+
+EPILOG = """\
+exit status: the guest's debug-exit value v (a byte written to port 0xF4), or (v << 1) | 1 with
+--exit-code qemu; 0 when the guest halts with interrupts off; 2 for a usage error, 3 for a guest
+fault (a report goes to stderr), 124 for --timeout, 130/143 for SIGINT/SIGTERM.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, status 2
+        self.exit(STATUS_USAGE, f"pykvmm: error: {message} (see pykvmm --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _mem_mib(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of MiB, not {text!r}") from None
+    if not layout.MIN_MEM_MIB <= value <= layout.MAX_MEM_MIB:
+        raise argparse.ArgumentTypeError(
+            f"must be between {layout.MIN_MEM_MIB} and {layout.MAX_MEM_MIB} MiB, not {value}")
+    return value
+
+
+def _serial_spec(text: str) -> str:
+    if text in ("stdio", "null") or (text.startswith("file:") and len(text) > 5):
+        return text
+    raise argparse.ArgumentTypeError(f"must be stdio, null or file:PATH, not {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pykvmm", description="Run a real-mode x86 guest under KVM and count its VM exits.",
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("guest", metavar="GUEST.bin",
+                   help="flat binary loaded at 0x7C00 and entered at 0000:7C00 in real mode")
+    p.add_argument("--serial", type=_serial_spec, default="stdio", metavar="stdio|file:PATH|null",
+                   help="where COM1 output goes (default: stdio)")
+    p.add_argument("--timeout", type=_positive_float, metavar="S",
+                   help="stop the guest after S seconds (exit status 124)")
+    p.add_argument("--mem", type=_mem_mib, default=layout.DEFAULT_MEM_MIB, metavar="MIB",
+                   help=f"guest RAM in MiB (default {layout.DEFAULT_MEM_MIB})")
+    p.add_argument("--stats", action="store_true", help="print a summary of exits and IO on stderr")
+    p.add_argument("--stats-json", metavar="PATH", help="write the run's figures as one JSON object")
+    p.add_argument("--coalesce", choices=["off"], default="off",
+                   help="IO coalescing policy (default: off)")
+    p.add_argument("--exit-code", choices=["plain", "qemu"], default="plain",
+                   help="plain: status v; qemu: (v << 1) | 1, as QEMU's isa-debug-exit")
+    return p
+
+
+def read_guest(path: str) -> bytes:
+    if os.path.isdir(path):
+        raise UsageError(f"guest {path} is a directory; give the path of a flat binary image")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(layout.GUEST_MAX_SIZE + 1)
+    except FileNotFoundError:
+        raise UsageError(f"guest {path} does not exist; build guests with scripts/build_guests.py") from None
+    except PermissionError:
+        raise UsageError(f"guest {path} is not readable: check its permissions") from None
+    except OSError as e:
+        raise UsageError(f"cannot read guest {path}: {e.strerror}") from None
+    if not data:
+        raise UsageError(f"guest {path} is empty")
+    if len(data) > layout.GUEST_MAX_SIZE:
+        raise UsageError(f"guest {path} is larger than the {layout.GUEST_MAX_SIZE} bytes that fit "
+                         f"between {layout.GUEST_LOAD_ADDR:#x} and {layout.CONV_RAM_END - 1:#x}")
+    return data
+
+
+def format_summary(stats: dict) -> str:
+    ex = stats["exits"]
+    lines = [f"pykvmm: {stats['guest']}: {stats['end']}, status {stats['exit_status']}, "
+             f"{stats['wall_s']:.3f} s",
+             "  exits: " + ", ".join(f"{k} {v}" for k, v in ex.items() if v),
+             f"  io ops: {stats['io_ops']['total']} "
+             + " ".join(f"{p}:{n}" for p, n in list(stats["io_ops"]["by_port"].items())[:12]),
+             f"  serial bytes: {stats['serial_bytes']}"]
+    ks = stats.get("kvm_stats") or {}
+    if ks:
+        lines.append(f"  kvm stats: exits {ks.get('exits', 0)}, io_exits {ks.get('io_exits', 0)}, "
+                     f"mmio_exits {ks.get('mmio_exits', 0)}, halt_exits {ks.get('halt_exits', 0)}")
+    co = stats["coalesce"]
+    lines.append("  coalesce: " + ", ".join(f"{k} {v}" for k, v in co.items() if not isinstance(v, dict)))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    machine = None
+    try:
+        image = read_guest(args.guest)
+        config = MachineConfig(mem_mib=args.mem, serial=args.serial, exit_code=args.exit_code)
+        machine = Machine(config)
+        machine.load_guest(image)
+        result = machine.run(timeout=args.timeout)
+        if result.exit_status == STATUS_FAULT and result.detail:
+            print(result.detail, file=sys.stderr)
+        if args.stats or args.stats_json:
+            stats = {"guest": args.guest}
+            stats.update(machine.stats(result))
+            if args.stats:
+                print(format_summary(stats), file=sys.stderr)
+            if args.stats_json:
+                try:
+                    with open(args.stats_json, "w") as f:
+                        json.dump(stats, f, indent=1)
+                        f.write("\n")
+                except OSError as e:
+                    print(f"pykvmm: error: cannot write --stats-json {args.stats_json}: {e.strerror}",
+                          file=sys.stderr)
+                    return STATUS_USAGE
+        return result.exit_status
+    except UsageError as e:
+        print(f"pykvmm: error: {e}", file=sys.stderr)
+        return STATUS_USAGE
+    except (KvmError, GuestFault, PykvmmError) as e:
+        print(f"pykvmm: {e}", file=sys.stderr)
+        return STATUS_FAULT
+    finally:
+        if machine is not None:
+            machine.close()

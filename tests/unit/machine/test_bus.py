@@ -1,0 +1,107 @@
+import pytest
+
+from pykvmm.machine.bus import BusError, MmioBus, PortBus
+
+
+class Regs:
+    """A byte device that records accesses and returns offset + 0x10 on reads."""
+
+    def __init__(self):
+        self.writes = []
+        self.reads = []
+
+    def read(self, offset):
+        self.reads.append(offset)
+        return offset + 0x10
+
+    def write(self, offset, value):
+        self.writes.append((offset, value))
+
+
+def test_device_receives_offset_from_its_base():
+    bus, dev = PortBus(), Regs()
+    bus.register(0x3F8, 8, dev, "com1")
+    bus.write(0x3FB, 1, 0x83)
+    assert dev.writes == [(3, 0x83)]
+    assert bus.read(0x3FD, 1) == 0x15
+    assert dev.reads == [5]
+
+
+@pytest.mark.parametrize("base,length", [(0x3F8, 8), (0x3F0, 9), (0x3FF, 1), (0x3F0, 0x20)])
+def test_overlapping_range_is_refused(base, length):
+    bus = PortBus()
+    bus.register(0x3F8, 8, Regs(), "com1")
+    with pytest.raises(BusError, match="overlaps"):
+        bus.register(base, length, Regs(), "other")
+
+
+def test_adjacent_ranges_are_accepted_and_routed_apart():
+    bus, a, b = PortBus(), Regs(), Regs()
+    bus.register(0x40, 4, a, "a")
+    bus.register(0x44, 4, b, "b")
+    bus.write(0x43, 1, 1)
+    bus.write(0x44, 1, 2)
+    assert a.writes == [(3, 1)] and b.writes == [(0, 2)]
+
+
+def test_unclaimed_port_reads_all_ones_and_is_counted():
+    bus = PortBus()
+    assert bus.read(0x1234, 1) == 0xFF
+    assert bus.read(0x1234, 2) == 0xFFFF
+    assert bus.read(0x1234, 4) == 0xFFFFFFFF
+    assert bus.unclaimed_reads[0x1234] == 3
+
+
+def test_unclaimed_port_write_is_dropped_and_counted():
+    bus = PortBus()
+    bus.write(0xEE, 1, 5)
+    bus.write(0xEE, 1, 6)
+    assert bus.unclaimed_writes == {0xEE: 2}
+    assert bus.io_ops == {0xEE: 2}
+
+
+def test_word_access_to_byte_devices_splits_into_consecutive_bytes():
+    bus, dev = PortBus(), Regs()
+    bus.register(0x70, 2, dev, "cmos")
+    bus.write(0x70, 2, 0xBBAA)
+    assert dev.writes == [(0, 0xAA), (1, 0xBB)]
+    assert bus.read(0x70, 2) == (0x11 << 8) | 0x10
+
+
+def test_word_access_straddling_a_device_and_nothing():
+    bus, dev = PortBus(), Regs()
+    bus.register(0x71, 1, dev, "d")
+    assert bus.read(0x71, 2) == 0xFF10  # high byte from the unclaimed port 0x72
+
+
+def test_io_ops_count_operations_not_bytes():
+    bus = PortBus()
+    bus.write(0x80, 4, 0)
+    bus.read(0x80, 2)
+    assert bus.io_ops == {0x80: 2}
+    assert bus.total_ops() == 2
+
+
+def test_io_log_sees_every_operation_in_order():
+    bus, log = PortBus(), []
+    bus.log = lambda *a: log.append(a)
+    bus.write(0x80, 1, 0x12)
+    bus.read(0x81, 1)
+    assert log == [("pio", 0x80, True, 1, 0x12), ("pio", 0x81, False, 1, 0xFF)]
+
+
+def test_mmio_bus_routes_by_address_and_claims():
+    bus, dev = MmioBus(), Regs()
+    bus.register(0xB0000, 8, dev, "uart2")
+    assert bus.claims(0xB0000, 8) and not bus.claims(0xB0007, 2) and not bus.claims(0xAFFFF)
+    bus.write(0xB0003, 1, 0x80)
+    assert dev.writes == [(3, 0x80)]
+    assert bus.read(0xC0000, 4) == 0xFFFFFFFF
+    assert bus.io_ops == {0xB0003: 1, 0xC0000: 1}
+
+
+def test_range_outside_the_space_is_refused():
+    with pytest.raises(BusError):
+        PortBus().register(0xFFFF, 2, Regs(), "wraps")
+    with pytest.raises(BusError):
+        PortBus().register(0x10, 0, Regs(), "empty")
