@@ -1,0 +1,201 @@
+"""Flag tables and the less common ALU operations (called from compiled instructions).
+
+Defined flags follow the Intel SDM vol. 2 instruction pages.  Flags the SDM leaves *undefined*
+follow this host, an AMD EPYC: KVM here runs real-mode code in its in-kernel emulator, which
+computes flags by executing the same instruction on the host CPU (arch/x86/kvm/emulate.c,
+fastop), so the host CPU is the reference.  Each rule below was measured on this host with
+tests/unit/x86/hostcpu.py and is checked by tests/unit/x86/test_host_flags.py on every run (so a
+different host shows up as a failing test, not as silent divergence):
+
+  AND OR XOR TEST     AF cleared.
+  MUL IMUL (all)      SF ZF AF PF unchanged; CF=OF as defined.
+  DIV IDIV            CF OF unchanged; SF ZF PF cleared; AF set.
+  SHL SHR SAR         (count != 0) AF set.  SHL: OF = MSB(result) XOR CF for every count;
+                      CF = last bit shifted out, 0 once the count exceeds the width.
+                      SHR: OF = MSB of the operand before the shift... see shift() below.
+  ROL ROR RCL RCR     AF unchanged; OF computed from the result as for a count of 1.
+  BT BTS BTR BTC      only CF changes.
+  BSF BSR             see bsf()/bsr().
+  SHLD SHRD           see shld()/shrd().
+"""
+
+from __future__ import annotations
+
+CF, PF, AF, ZF, SF, OF = 0x1, 0x4, 0x10, 0x40, 0x80, 0x800
+STATUS = CF | PF | AF | ZF | SF | OF
+NSTATUS = ~STATUS & 0xFFFFFFFF
+
+# PAR[b]: PF for a result whose low byte is b (PF is set on even parity of the low byte only).
+PAR = [0 if bin(b).count("1") & 1 else PF for b in range(256)]
+# SZP8/SZP16: SF, ZF and PF of an 8- or 16-bit result, one lookup on the hot path.
+SZP8 = [PAR[v] | (ZF if v == 0 else 0) | (SF if v & 0x80 else 0) for v in range(256)]
+SZP16 = [PAR[v & 0xFF] | (ZF if v == 0 else 0) | (SF if v & 0x8000 else 0) for v in range(65536)]
+
+
+def szp(r: int, w: int) -> int:
+    """SF ZF PF of a w-bit result."""
+    return PAR[r & 0xFF] | (0 if r else ZF) | (SF if (r >> (w - 1)) & 1 else 0)
+
+
+def szp32(r: int) -> int:
+    return PAR[r & 0xFF] | (0 if r else ZF) | ((r >> 24) & 0x80)
+
+
+def sx(v: int, w: int) -> int:
+    """Sign-extend a w-bit value to a Python int."""
+    return v - (1 << w) if v >> (w - 1) else v
+
+
+# -- shifts and rotates ---------------------------------------------------------------------------
+# The count is masked to 5 bits first (SDM: SAL/SAR/SHL/SHR and ROL/ROR/RCL/RCR, "count is masked
+# to 5 bits"); a masked count of 0 changes nothing, not even the flags.  Each helper returns
+# (result, flags).
+
+def shift(op: int, x: int, c: int, w: int, f: int) -> tuple[int, int]:
+    """Group-2 operation ``op`` (the ModRM reg field: 0 ROL 1 ROR 2 RCL 3 RCR 4 SHL 5 SHR 6 SAL
+    (an alias of SHL) 7 SAR) on the w-bit value x by count c, with incoming flags f."""
+    c &= 0x1F
+    if c == 0:
+        return x, f
+    m = (1 << w) - 1
+    msb = w - 1
+    if op == 0:  # ROL: rotate by c mod w; CF = bit 0 of the result, OF = MSB XOR CF.
+        k = c % w
+        r = ((x << k) | (x >> (w - k))) & m if k else x
+        cf = r & 1
+        of = ((r >> msb) & 1) ^ cf
+        return r, (f & ~(CF | OF)) | cf | (of << 11)
+    if op == 1:  # ROR: CF = MSB of the result, OF = XOR of its two top bits.
+        k = c % w
+        r = ((x >> k) | (x << (w - k))) & m if k else x
+        cf = (r >> msb) & 1
+        of = cf ^ ((r >> (msb - 1)) & 1)
+        return r, (f & ~(CF | OF)) | cf | (of << 11)
+    if op == 2 or op == 3:  # RCL/RCR: rotate the (w+1)-bit value CF:x by c mod (w+1).
+        k = c % (w + 1) if w < 32 else c
+        v = x | ((f & CF) << w)
+        if op == 2:
+            v = ((v << k) | (v >> (w + 1 - k))) & ((m << 1) | 1)
+            r, cf = v & m, v >> w
+            of = ((r >> msb) & 1) ^ cf
+        else:
+            v = ((v >> k) | (v << (w + 1 - k))) & ((m << 1) | 1)
+            r, cf = v & m, v >> w
+            of = ((r >> msb) ^ (r >> (msb - 1))) & 1
+        return r, (f & ~(CF | OF)) | cf | (of << 11)
+    if op == 4 or op == 6:  # SHL/SAL
+        r = (x << c) & m
+        cf = (x >> (w - c)) & 1 if c <= w else 0
+        of = ((r >> msb) & 1) ^ cf
+    elif op == 5:  # SHR
+        r = x >> c
+        cf = (x >> (c - 1)) & 1
+        of = (x >> msb) & 1 if c == 1 else ((r >> msb) ^ (r >> (msb - 1))) & 1
+    else:  # SAR: the sign fills; past the width every bit (and CF) is the sign.
+        v = sx(x, w)
+        r = (v >> c) & m
+        cf = (v >> (c - 1 if c - 1 < w else w - 1)) & 1
+        of = 0
+    return r, (f & NSTATUS) | szp(r, w) | cf | (of << 11) | AF
+
+
+def shld(x: int, y: int, c: int, w: int, f: int) -> tuple[int, int]:
+    """SHLD x, y, c: shift x left, filling from y's top bits.  For a 16-bit operand and a count
+    above 16 (undefined in the SDM) this host behaves as documented in the module doc."""
+    c &= 0x1F
+    if c == 0:
+        return x, f
+    m = (1 << w) - 1
+    if w == 16:
+        v = (x << 32) | (y << 16) | x  # x:y:x, the pattern this host shifts for counts > 16
+        r = (v >> (48 - c)) & m
+        cf = (v >> (48 - c + 16)) & 1
+    else:
+        v = (x << w) | y
+        r = (v >> (w - c)) & m
+        cf = (v >> (2 * w - c)) & 1
+    of = ((r >> (w - 1)) & 1) ^ ((x >> (w - 1)) & 1)
+    return r, (f & NSTATUS) | szp(r, w) | cf | (of << 11) | AF
+
+
+def shrd(x: int, y: int, c: int, w: int, f: int) -> tuple[int, int]:
+    """SHRD x, y, c: shift x right, filling from y's low bits (16-bit counts > 16: y:x:y)."""
+    c &= 0x1F
+    if c == 0:
+        return x, f
+    m = (1 << w) - 1
+    if w == 16:
+        v = x | (y << 16) | (x << 32)
+    else:
+        v = x | (y << w)
+    r = (v >> c) & m
+    cf = (v >> (c - 1)) & 1
+    of = ((r >> (w - 1)) & 1) ^ ((x >> (w - 1)) & 1)
+    return r, (f & NSTATUS) | szp(r, w) | cf | (of << 11) | AF
+
+
+# -- multiply and divide --------------------------------------------------------------------------
+
+def mul(x: int, y: int, w: int, signed: bool, f: int) -> tuple[int, int]:
+    """One-operand MUL/IMUL: returns (double-width product, flags).  CF=OF=1 when the upper half
+    is significant (SDM); SF ZF AF PF are left unchanged, as this host does."""
+    if signed:
+        p = sx(x, w) * sx(y, w)
+        big = p != sx(p & ((1 << w) - 1), w)
+        p &= (1 << (2 * w)) - 1
+    else:
+        p = x * y
+        big = p >> w != 0
+    return p, (f & ~(CF | OF)) | ((CF | OF) if big else 0)
+
+
+def imul_trunc(x: int, y: int, w: int, f: int) -> tuple[int, int]:
+    """Two- and three-operand IMUL: the product truncated to w bits; CF=OF=1 when truncation
+    lost significance.  SF ZF AF PF unchanged (this host)."""
+    p = sx(x, w) * sx(y, w)
+    r = p & ((1 << w) - 1)
+    big = p != sx(r, w)
+    return r, (f & ~(CF | OF)) | ((CF | OF) if big else 0)
+
+
+def div(n: int, d: int, w: int, signed: bool, f: int) -> tuple[int, int, int] | None:
+    """DIV/IDIV of the 2w-bit n by the w-bit d: (quotient, remainder, flags), or None for a
+    divide error (#DE: zero divisor or a quotient that does not fit).  IDIV truncates toward
+    zero and the remainder takes the dividend's sign (SDM).  Flags: this host leaves CF and OF,
+    clears SF ZF PF and sets AF."""
+    if d == 0:
+        return None
+    m = (1 << w) - 1
+    if signed:
+        sn, sd = sx(n, 2 * w), sx(d, w)
+        q = abs(sn) // abs(sd)
+        if (sn < 0) != (sd < 0):
+            q = -q
+        rem = sn - q * sd
+        if not -(1 << (w - 1)) <= q < (1 << (w - 1)):
+            return None
+        q &= m
+        rem &= m
+    else:
+        q, rem = divmod(n, d)
+        if q > m:
+            return None
+    return q, rem, (f & (NSTATUS | CF | OF)) | AF
+
+
+# -- bit scans and bit tests ----------------------------------------------------------------------
+
+def bsf(x: int, old: int, f: int) -> tuple[int, int]:
+    """BSF: index of the lowest set bit.  A zero source sets ZF and leaves the destination
+    unchanged (AMD documents this; Intel leaves the destination undefined).  Only ZF changes
+    on this host."""
+    if x == 0:
+        return old, f | ZF
+    return (x & -x).bit_length() - 1, f & ~ZF
+
+
+def bsr(x: int, old: int, f: int) -> tuple[int, int]:
+    """BSR: index of the highest set bit; a zero source as for BSF."""
+    if x == 0:
+        return old, f | ZF
+    return x.bit_length() - 1, f & ~ZF

@@ -1,0 +1,932 @@
+"""The instruction compiler: one decoded instruction -> the source of one Python function.
+
+Each instruction becomes a specialised function with register numbers, sizes, the next IP and
+branch targets as constants, and flags computed eagerly with table lookups.  Its globals are the
+emulator's namespace (``Emulator._ns``): the state list ``s``, guest RAM ``ram`` and the slow
+paths for memory and IO.  Functions return a true value when they performed IO (port IO or
+MMIO), so the run loop can count IO instructions without another lookup.
+
+Discipline every generated body follows, so a refusal never leaves a partial effect:
+  1. compute addresses and check them (segment limit 0xFFFF: an access that would cross it is
+     #GP/#SS on the CPU, SDM vol. 3, 20.1.3; the emulator refuses with "fault");
+  2. read operands (RAM/ROM reads have no effect; when an instruction has two memory operands
+     the other one is checked with ``chk`` before an MMIO read could happen);
+  3. compute, raising Refuse for #DE;
+  4. write memory, then registers, flags and IP.
+Fast paths for RAM below 0xA0000 are inlined; everything else goes through the slow paths
+(``rb rw rd wb ww wd``), which route by physical address: RAM, ROM (read only), MMIO (an IO
+operation) or a refusal.
+"""
+
+from __future__ import annotations
+
+from . import stops
+from .decoder import Insn
+from .state import CS, DS, ES, FS, GS, SS
+
+MASK = {8: 0xFF, 16: 0xFFFF, 32: 0xFFFFFFFF}
+SIGN = {8: 0x80, 16: 0x8000, 32: 0x80000000}
+# Shift that moves an operand's sign bit to OF (bit 11).
+OF_SHIFT = {8: "<< 4", 16: ">> 4", 32: ">> 20"}
+STATUS_CLEAR = 0xFFFFF72A  # ~(CF|PF|AF|ZF|SF|OF) within 32 bits
+
+# Conditions of Jcc/SETcc/CMOVcc by their 4-bit code (SDM vol. 1, appendix B), over ``f``.
+COND = (
+    "f & 0x800", "not f & 0x800", "f & 1", "not f & 1", "f & 0x40", "not f & 0x40",
+    "f & 0x41", "not f & 0x41", "f & 0x80", "not f & 0x80", "f & 4", "not f & 4",
+    "(f ^ f >> 4) & 0x80", "not (f ^ f >> 4) & 0x80",
+    "f & 0x40 or (f ^ f >> 4) & 0x80", "not (f & 0x40 or (f ^ f >> 4) & 0x80)",
+)
+
+
+class Unsupported(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason, detail)
+        self.reason, self.detail = reason, detail
+
+
+def szp_expr(w: int, r: str = "r") -> str:
+    if w == 8:
+        return f"SZP8[{r}]"
+    if w == 16:
+        return f"SZP16[{r}]"
+    return f"(PAR[{r} & 0xFF] | (0 if {r} else 0x40) | {r} >> 24 & 0x80)"
+
+
+class Gen:
+    """Emits the body of one instruction's function."""
+
+    def __init__(self, ins: Insn):
+        self.ins = ins
+        self.lines: list[str] = []
+        self.io = False        # the function returns 1 (port IO)
+        self.memio = False     # it touches memory: it returns whether an MMIO access happened
+        self.next = (ins.ip + ins.length) & 0xFFFFFFFF
+
+    def e(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    # -- registers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def rreg(w: int, r: int) -> str:
+        if w == 32:
+            return f"s[{r}]"
+        if w == 16:
+            return f"(s[{r}] & 0xFFFF)"
+        if r < 4:
+            return f"(s[{r}] & 0xFF)"
+        return f"(s[{r - 4}] >> 8 & 0xFF)"
+
+    def wreg(self, w: int, r: int, v: str) -> None:
+        if w == 32:
+            self.e(f"s[{r}] = {v}")
+        elif w == 16:
+            self.e(f"s[{r}] = s[{r}] & 0xFFFF0000 | ({v})")
+        elif r < 4:
+            self.e(f"s[{r}] = s[{r}] & 0xFFFFFF00 | ({v})")
+        else:
+            self.e(f"s[{r - 4}] = s[{r - 4}] & 0xFFFF00FF | ({v}) << 8")
+
+    # -- memory -----------------------------------------------------------------------------------
+
+    def ea(self, n: int, var: str = "a", extra: int = 0) -> None:
+        """Emit ``var = linear address`` of the ModRM memory operand for an n-byte access."""
+        m = self.ins.mem
+        assert m is not None
+        self.offset(m, "o")
+        self.limit("o", n)
+        self.e(f"{var} = s[{16 + m.seg}] + o")
+        self.memio = True
+
+    def offset(self, m, var: str, bias: int = 0) -> None:
+        terms = [f"s[{r}]" for r in m.regs]
+        if m.index >= 0:
+            terms.append(f"(s[{m.index}] << {m.scale})" if m.scale else f"s[{m.index}]")
+        disp = m.disp + bias
+        if not terms:
+            self.e(f"{var} = {disp & MASK[m.asz]:#x}")
+            return
+        if disp:
+            terms.append(f"{disp:#x}")
+        self.e(f"{var} = ({' + '.join(terms)}) & {MASK[m.asz]:#x}")
+
+    def limit(self, o: str, n: int) -> None:
+        """An access of n bytes at offset o must stay within the 64 KiB real-mode limit."""
+        if n > 1 or self.ins.asz == 32:
+            self.e(f"if {o} > {0x10000 - n:#x}: raise Refuse(FAULT)")
+
+    def rmem(self, n: int, a: str = "a") -> str:
+        if n == 1:
+            return f"(ram[{a}] if {a} < 0xA0000 else rb({a}))"
+        if n == 2:
+            return f"(ram[{a}] | ram[{a} + 1] << 8 if {a} < 0x9FFFF else rw({a}))"
+        return f"(ifb(ram[{a}:{a} + 4], 'little') if {a} < 0x9FFFD else rd({a}))"
+
+    def wmem(self, n: int, v: str, a: str = "a") -> None:
+        if not v.isidentifier():
+            self.e(f"w_ = {v}")
+            v = "w_"
+        # Fast path: RAM below the video hole and outside the code bytes fetched in this run
+        # ([cl, ch)); anything else takes the slow path, which also notices self-modifying code.
+        if n == 1:
+            self.e(f"if {a} < 0xA0000 and ({a} >= ch or {a} < cl): ram[{a}] = {v}")
+            self.e(f"else: wb({a}, {v})")
+        elif n == 2:
+            self.e(f"if {a} < 0x9FFFF and ({a} >= ch or {a} + 1 < cl): ram[{a}] = {v} & 0xFF; ram[{a} + 1] = {v} >> 8")
+            self.e(f"else: ww({a}, {v})")
+        else:
+            self.e(f"if {a} < 0x9FFFD and ({a} >= ch or {a} + 3 < cl): ram[{a}:{a} + 4] = ({v}).to_bytes(4, 'little')")
+            self.e(f"else: wd({a}, {v})")
+
+    # -- r/m operands -----------------------------------------------------------------------------
+
+    def rm_read(self, w: int, var: str = "x") -> None:
+        """Read the ModRM r/m operand (width w) into ``var``; memory address goes to ``a``."""
+        if self.ins.mod == 3:
+            self.e(f"{var} = {self.rreg(w, self.ins.rm)}")
+        else:
+            self.ea(w // 8)
+            self.e(f"{var} = {self.rmem(w // 8)}")
+
+    def rm_write(self, w: int, v: str) -> None:
+        if self.ins.mod == 3:
+            self.wreg(w, self.ins.rm, v)
+        else:
+            self.wmem(w // 8, v)
+
+    # -- stack (SS.B=0 in plain real mode: SP, 16-bit, wraps) -------------------------------------
+
+    def push(self, n: int, v: str, sp: str = "sp") -> None:
+        """Emit a push of n bytes of ``v``: checks first, then writes memory and SP."""
+        self.e(f"{sp} = (s[4] - {n}) & 0xFFFF")
+        self.e(f"if {sp} > {0x10000 - n:#x}: raise Refuse(FAULT)")
+        self.e(f"b_ = s[18] + {sp}")
+        self.wmem(n, v, "b_")
+        self.e(f"s[4] = s[4] & 0xFFFF0000 | {sp}")
+        self.memio = True
+
+    def pop(self, n: int, var: str) -> None:
+        """Emit ``var = pop`` without committing SP; ``self.pop_commit(n)`` does that."""
+        self.e("sp = s[4] & 0xFFFF")
+        self.e(f"if sp > {0x10000 - n:#x}: raise Refuse(FAULT)")
+        self.e(f"b_ = s[18] + sp")
+        self.e(f"{var} = {self.rmem(n, 'b_')}")
+        self.memio = True
+
+    def pop_commit(self, n: int) -> None:
+        self.e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {n}) & 0xFFFF")
+
+    def jump(self, target: str, w: int) -> None:
+        """IP <- target.  A 16-bit operand size wraps the target to 16 bits; a 32-bit target
+        beyond the CS limit is #GP (SDM JMP/CALL/RET, real-address mode)."""
+        if w == 16:
+            self.e(f"s[8] = ({target}) & 0xFFFF")
+        else:
+            self.e(f"t_ = ({target}) & 0xFFFFFFFF")
+            self.e("if t_ > 0xFFFF: raise Refuse(FAULT)")
+            self.e("s[8] = t_")
+
+    # -- arithmetic -------------------------------------------------------------------------------
+
+    def alu(self, op: int, w: int, x: str = "x", y: str = "y") -> bool:
+        """Emit ``r`` and the flags for group-1 op (0 ADD 1 OR 2 ADC 3 SBB 4 AND 5 SUB 6 XOR
+        7 CMP) on locals x, y.  Returns whether r must be written back (not for CMP)."""
+        M = MASK[w]
+        SB = SIGN[w]
+        sh = OF_SHIFT[w]
+        szp = szp_expr(w)
+        if op in (0, 2):  # ADD/ADC: CF = carry out, AF = carry out of bit 3 (x^y^r bit 4)
+            carry = " + (s[9] & 1)" if op == 2 else ""
+            self.e(f"t = {x} + {y}{carry}")
+            self.e(f"r = t & {M:#x}")
+            self.e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} | ({x} ^ {y} ^ r) & 0x10"
+                   f" | (({x} ^ r) & ({y} ^ r) & {SB:#x}) {sh}")
+        elif op in (3, 5, 7):  # SBB/SUB/CMP: CF = borrow, OF = sign of x differs from y and r
+            borrow = " - (s[9] & 1)" if op == 3 else ""
+            self.e(f"t = {x} - {y}{borrow}")
+            self.e(f"r = t & {M:#x}")
+            self.e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} & 1 | ({x} ^ {y} ^ r) & 0x10"
+                   f" | (({x} ^ {y}) & ({x} ^ r) & {SB:#x}) {sh}")
+        else:  # OR/AND/XOR: CF=OF=0 (SDM); AF undefined, cleared on this host (see alu.py)
+            sym = {1: "|", 4: "&", 6: "^"}[op]
+            self.e(f"r = {x} {sym} {y}")
+            self.e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp}")
+        return op != 7
+
+    def imm_w(self, w: int, byte: bool) -> int:
+        """The instruction's immediate at width w (a byte immediate sign-extended)."""
+        v = self.ins.imm
+        if byte and v & 0x80:
+            v = (v - 256) & MASK[w]
+        return v & MASK[w]
+
+
+_SEG_LOADABLE = (ES, SS, DS, FS, GS)
+
+
+def compile_insn(ins: Insn) -> str:
+    """Return the source of ``def f():`` for a supported instruction, or raise Unsupported."""
+    g = Gen(ins)
+    if ins.lock:
+        raise Unsupported(stops.UNSUPPORTED, "LOCK prefix")
+    if ins.rep and not ins.is_string:
+        # F2/F3 select other instructions on non-string opcodes (PAUSE, TZCNT, LZCNT, SSE).
+        raise Unsupported(stops.UNSUPPORTED, "REP prefix on a non-string instruction")
+    _body(g, ins)
+    body = "\n".join(g.lines)
+    ret = ""
+    if g.io:
+        ret = "\n    return 1"
+    elif g.memio:
+        # a memory access may have gone to MMIO: report it (io[0] counts MMIO accesses)
+        body = "    z_ = io[0]\n" + body
+        ret = "\n    return io[0] != z_"
+    return f"def f(s=s, ram=ram):\n{body}{ret}\n"
+
+
+def _body(g: Gen, ins: Insn) -> None:
+    op = ins.op
+    osz = ins.osz
+    nxt = g.next
+    e = g.e
+    mod = ins.mod
+
+    # ---- group-1 ALU: 00-3F (r/m,reg / reg,r/m / acc,imm), 80-83 ----
+    if op < 0x40 and (op & 7) < 6:
+        alu_op = op >> 3
+        w = 8 if op & 1 == 0 else osz
+        kind = op & 7
+        if kind < 4:
+            if kind < 2:  # r/m, reg
+                g.rm_read(w, "x")
+                e(f"y = {g.rreg(w, ins.reg)}")
+                if g.alu(alu_op, w):
+                    g.rm_write(w, "r")
+            else:  # reg, r/m
+                e(f"x = {g.rreg(w, ins.reg)}")
+                g.rm_read(w, "y")
+                if g.alu(alu_op, w):
+                    g.wreg(w, ins.reg, "r")
+        else:  # AL/AX/EAX, imm
+            e(f"x = {g.rreg(w, 0)}")
+            e(f"y = {ins.imm & MASK[w]:#x}")
+            if g.alu(alu_op, w):
+                g.wreg(w, 0, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if 0x80 <= op <= 0x83:
+        w = 8 if op in (0x80, 0x82) else osz
+        g.rm_read(w, "x")
+        e(f"y = {g.imm_w(w, op == 0x83):#x}")
+        if g.alu(ins.reg, w):
+            g.rm_write(w, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+
+    # ---- segment pushes/pops and prefixes-as-opcodes ----
+    if op in (0x06, 0x0E, 0x16, 0x1E, 0x0FA0, 0x0FA8):
+        seg = {0x06: ES, 0x0E: CS, 0x16: SS, 0x1E: DS, 0x0FA0: FS, 0x0FA8: GS}[op]
+        if osz == 32:
+            # PUSH Sreg with a 32-bit operand: SP drops by 4 but only the selector's 2 bytes are
+            # written (the low half of the slot).  The SDM allows this or a zero-extended push;
+            # KVM's emulator (em_push_sreg) writes 2 bytes, and KVM is the reference here.
+            e("sp = (s[4] - 4) & 0xFFFF")
+            e("if sp > 0xFFFC: raise Refuse(FAULT)")
+            e("b_ = s[18] + sp")
+            g.wmem(2, f"s[{10 + seg}]", "b_")
+            e("s[4] = s[4] & 0xFFFF0000 | sp")
+            g.memio = True
+        else:
+            g.push(2, f"s[{10 + seg}]")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x07, 0x1F, 0x0FA1, 0x0FA9):
+        seg = {0x07: ES, 0x1F: DS, 0x0FA1: FS, 0x0FA9: GS}[op]
+        n = osz // 8
+        g.pop(n, "v")
+        e("v &= 0xFFFF")
+        e(f"s[{10 + seg}] = v; s[{16 + seg}] = v << 4")
+        g.pop_commit(n)
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x17:
+        raise Unsupported(stops.SHADOW, "pop ss")
+
+    # ---- INC/DEC reg (40-4F) ----
+    if 0x40 <= op <= 0x4F:
+        r = op & 7
+        e(f"x = {g.rreg(osz, r)}")
+        _incdec(g, op >= 0x48, osz)
+        g.wreg(osz, r, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+    # ---- PUSH/POP reg ----
+    if 0x50 <= op <= 0x57:
+        n = osz // 8
+        # PUSH SP pushes SP as it was before the push (80286 and later, SDM PUSH).
+        e(f"v = {g.rreg(osz, op & 7)}")
+        g.push(n, "v")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if 0x58 <= op <= 0x5F:
+        n = osz // 8
+        g.pop(n, "v")
+        g.pop_commit(n)
+        g.wreg(osz, op & 7, "v")  # POP SP: the popped value wins over the increment
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x60:  # PUSHA/PUSHAD: AX CX DX BX (original) SP BP SI DI
+        n = osz // 8
+        e("sp = s[4] & 0xFFFF")
+        e(f"if sp < {8 * n}: raise Refuse(FAULT)")  # would wrap around the segment: not ours
+        e(f"b_ = s[18] + sp - {8 * n}")
+        e("if not (b_ >= ch or b_ + {0} <= cl) or b_ + {0} > 0xA0000: chk(b_, {0}, True)".format(8 * n))
+        e(f"vals = [{', '.join(g.rreg(osz, r) for r in (7, 6, 5, 4, 3, 2, 1, 0))}]")
+        e(f"wblk(b_, vals, {n})")
+        e(f"s[4] = s[4] & 0xFFFF0000 | (sp - {8 * n})")
+        e(f"s[8] = {nxt:#x}")
+        g.memio = True
+        return
+    if op == 0x61:  # POPA/POPAD: DI SI BP (skipped) BX DX CX AX
+        n = osz // 8
+        e("sp = s[4] & 0xFFFF")
+        e(f"if sp > {0x10000 - 8 * n:#x}: raise Refuse(FAULT)")
+        e("vals = rblk(s[18] + sp, 8, %d)" % n)
+        for k, r in enumerate((7, 6, 5, None, 3, 2, 1, 0)):
+            if r is not None:
+                g.wreg(osz, r, f"vals[{k}]")
+        e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {8 * n}) & 0xFFFF")
+        e(f"s[8] = {nxt:#x}")
+        g.memio = True
+        return
+    if op in (0x68, 0x6A):
+        n = osz // 8
+        g.push(n, f"{g.imm_w(osz, op == 0x6A):#x}")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x69, 0x6B, 0x0FAF):  # IMUL r, r/m(, imm)
+        g.rm_read(osz, "x")
+        y = f"{g.imm_w(osz, op == 0x6B):#x}" if op != 0x0FAF else g.rreg(osz, ins.reg)
+        e(f"r, s[9] = imul_trunc(x, {y}, {osz}, s[9])")
+        g.wreg(osz, ins.reg, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+
+    # ---- Jcc short / near, JCXZ, LOOPs, JMP, CALL, RET ----
+    if 0x70 <= op <= 0x7F or 0x0F80 <= op <= 0x0F8F:
+        if op < 0x100:
+            rel = ins.imm - 256 if ins.imm & 0x80 else ins.imm
+            w = osz
+        else:
+            w = osz
+            rel = ins.imm - (1 << osz) if ins.imm >> (osz - 1) else ins.imm
+        target = (nxt + rel) & (0xFFFF if w == 16 else 0xFFFFFFFF)
+        e("f = s[9]")
+        if w == 32 and target > 0xFFFF:
+            e(f"if {COND[op & 15]}: raise Refuse(FAULT)")
+            e(f"s[8] = {nxt:#x}")
+        else:
+            e(f"s[8] = {target:#x} if {COND[op & 15]} else {nxt:#x}")
+        return
+    if op in (0xE0, 0xE1, 0xE2, 0xE3):
+        rel = ins.imm - 256 if ins.imm & 0x80 else ins.imm
+        target = (nxt + rel) & (0xFFFF if osz == 16 else 0xFFFFFFFF)
+        cm = 0xFFFF if ins.asz == 16 else 0xFFFFFFFF  # CX or ECX by the address size (SDM LOOP)
+        if op == 0xE3:
+            e(f"c = s[1] & {cm:#x}")
+            cond = "c == 0"
+        else:
+            e(f"c = (s[1] - 1) & {cm:#x}")
+            cond = {0xE0: "c and not s[9] & 0x40", 0xE1: "c and s[9] & 0x40", 0xE2: "c"}[op]
+        if target > 0xFFFF:
+            e(f"if {cond}: raise Refuse(FAULT)")
+        if op != 0xE3:
+            e(f"s[1] = s[1] & {0xFFFFFFFF ^ cm:#x} | c")
+        e(f"s[8] = {target:#x} if {cond} else {nxt:#x}")
+        return
+    if op in (0xEB, 0xE9):
+        if op == 0xEB:
+            rel = ins.imm - 256 if ins.imm & 0x80 else ins.imm
+        else:
+            rel = ins.imm - (1 << osz) if ins.imm >> (osz - 1) else ins.imm
+        g.jump(f"{(nxt + rel) & 0xFFFFFFFF:#x}", osz)
+        return
+    if op == 0xE8:
+        rel = ins.imm - (1 << osz) if ins.imm >> (osz - 1) else ins.imm
+        target = (nxt + rel) & MASK[osz]
+        if target > 0xFFFF:
+            raise Unsupported(stops.FAULT, "call target beyond the CS limit")
+        g.push(osz // 8, f"{nxt:#x}")
+        e(f"s[8] = {target:#x}")
+        return
+    if op in (0xC3, 0xC2):
+        n = osz // 8
+        g.pop(n, "v")
+        if osz == 32:
+            e("if v > 0xFFFF: raise Refuse(FAULT)")
+        e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {n + (ins.imm if op == 0xC2 else 0)}) & 0xFFFF")
+        e("s[8] = v")
+        return
+    if op == 0xC9:  # LEAVE: SP <- BP, then pop BP
+        n = osz // 8
+        e("sp = s[5] & 0xFFFF")
+        e(f"if sp > {0x10000 - n:#x}: raise Refuse(FAULT)")
+        e("b_ = s[18] + sp")
+        e(f"v = {g.rmem(n, 'b_')}")
+        g.memio = True
+        e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {n}) & 0xFFFF")
+        g.wreg(osz, 5, "v")
+        e(f"s[8] = {nxt:#x}")
+        return
+
+    # ---- TEST, XCHG, MOV ----
+    if op in (0x84, 0x85, 0xA8, 0xA9):
+        w = 8 if op in (0x84, 0xA8) else osz
+        if op in (0x84, 0x85):
+            g.rm_read(w, "x")
+            e(f"y = {g.rreg(w, ins.reg)}")
+        else:
+            e(f"x = {g.rreg(w, 0)}")
+            e(f"y = {ins.imm & MASK[w]:#x}")
+        g.alu(4, w)
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x86, 0x87):
+        w = 8 if op == 0x86 else osz
+        g.rm_read(w, "x")
+        e(f"y = {g.rreg(w, ins.reg)}")
+        g.rm_write(w, "y")
+        g.wreg(w, ins.reg, "x")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if 0x91 <= op <= 0x97:
+        r = op & 7
+        e(f"x = {g.rreg(osz, 0)}; y = {g.rreg(osz, r)}")
+        g.wreg(osz, 0, "y")
+        g.wreg(osz, r, "x")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x90:
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x88, 0x89):
+        w = 8 if op == 0x88 else osz
+        e(f"v = {g.rreg(w, ins.reg)}")
+        if mod == 3:
+            g.wreg(w, ins.rm, "v")
+        else:
+            g.ea(w // 8)
+            g.wmem(w // 8, "v")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x8A, 0x8B):
+        w = 8 if op == 0x8A else osz
+        g.rm_read(w, "v")
+        g.wreg(w, ins.reg, "v")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x8C:  # MOV r/m16, Sreg
+        if ins.reg > 5:
+            raise Unsupported(stops.FAULT, "mov from a segment register that does not exist (#UD)")
+        if mod == 3:
+            # a register destination with a 32-bit operand is zero-extended (P6 and later)
+            g.wreg(osz, ins.rm, f"s[{10 + ins.reg}]")
+        else:
+            g.ea(2)
+            g.wmem(2, f"s[{10 + ins.reg}]")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x8E:  # MOV Sreg, r/m16
+        if ins.reg == SS:
+            raise Unsupported(stops.SHADOW, "mov ss")
+        if ins.reg == CS or ins.reg > 5:
+            raise Unsupported(stops.FAULT, "mov to cs or to no segment register (#UD)")
+        g.rm_read(16, "v")
+        e(f"s[{10 + ins.reg}] = v; s[{16 + ins.reg}] = v << 4")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x8D:  # LEA: the offset, no access
+        if mod == 3:
+            raise Unsupported(stops.FAULT, "lea with a register operand (#UD)")
+        g.offset(ins.mem, "o")
+        g.wreg(osz, ins.reg, f"o & {MASK[osz]:#x}" if ins.asz > osz else "o")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x8F:  # POP r/m
+        if ins.reg != 0:
+            raise Unsupported(stops.FAULT, "8f with reg != 0 (#UD)")
+        n = osz // 8
+        if mod != 3 and ins.mem is not None and 4 in ins.mem.regs + (ins.mem.index,):
+            raise Unsupported(stops.UNSUPPORTED, "pop to an ESP-relative address")
+        g.pop(n, "v")
+        if mod == 3:
+            g.pop_commit(n)
+            g.wreg(osz, ins.rm, "v")
+        else:
+            g.ea(n)
+            g.wmem(n, "v")
+            g.pop_commit(n)
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0xC6, 0xC7):
+        if ins.reg != 0:
+            raise Unsupported(stops.FAULT, f"{op:02x} with reg != 0 (#UD)")
+        w = 8 if op == 0xC6 else osz
+        v = f"{ins.imm & MASK[w]:#x}"
+        if mod == 3:
+            g.wreg(w, ins.rm, v)
+        else:
+            g.ea(w // 8)
+            g.wmem(w // 8, v)
+        e(f"s[8] = {nxt:#x}")
+        return
+    if 0xB0 <= op <= 0xBF:
+        w = 8 if op < 0xB8 else osz
+        g.wreg(w, op & 7, f"{ins.imm & MASK[w]:#x}")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if 0xA0 <= op <= 0xA3:  # MOV acc <-> moffs: the offset has the address size
+        w = 8 if op in (0xA0, 0xA2) else osz
+        n = w // 8
+        seg = ins.seg if ins.seg >= 0 else DS
+        o = ins.imm
+        if o > 0x10000 - n:
+            raise Unsupported(stops.FAULT, "moffs access crosses the segment limit")
+        e(f"a = s[{16 + seg}] + {o:#x}")
+        g.memio = True
+        if op < 0xA2:
+            e(f"v = {g.rmem(n)}")
+            g.wreg(w, 0, "v")
+        else:
+            g.wmem(n, g.rreg(w, 0))
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0xC4, 0xC5):  # LES/LDS: offset then selector
+        if mod == 3:
+            raise Unsupported(stops.FAULT, "les/lds with a register operand (#UD)")
+        n = osz // 8
+        g.ea(n + 2)
+        e(f"v = {g.rmem(n)}")
+        e("a2 = a + %d" % n)
+        e(f"sel = {g.rmem(2, 'a2')}")
+        seg = ES if op == 0xC4 else DS
+        g.wreg(osz, ins.reg, "v")
+        e(f"s[{10 + seg}] = sel; s[{16 + seg}] = sel << 4")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0xD7:  # XLAT: AL <- [seg:(E)BX + AL]
+        seg = ins.seg if ins.seg >= 0 else DS
+        am = 0xFFFF if ins.asz == 16 else 0xFFFFFFFF
+        e(f"o = (s[3] + (s[0] & 0xFF)) & {am:#x}")
+        g.limit("o", 1)
+        e(f"a = s[{16 + seg}] + o")
+        g.memio = True
+        e(f"v = {g.rmem(1)}")
+        g.wreg(8, 0, "v")
+        e(f"s[8] = {nxt:#x}")
+        return
+
+    # ---- conversions and flag instructions ----
+    if op == 0x98:
+        if osz == 16:  # CBW
+            e("v = s[0] & 0xFF; v = v | 0xFF00 if v & 0x80 else v")
+            g.wreg(16, 0, "v")
+        else:  # CWDE
+            e("v = s[0] & 0xFFFF; s[0] = v | 0xFFFF0000 if v & 0x8000 else v")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x99:
+        if osz == 16:  # CWD
+            g.wreg(16, 2, "(0xFFFF if s[0] & 0x8000 else 0)")
+        else:  # CDQ
+            e("s[2] = 0xFFFFFFFF if s[0] & 0x80000000 else 0")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x9E:  # SAHF: SF ZF AF PF CF <- AH
+        e("s[9] = s[9] & 0xFFFFFF2A | s[0] >> 8 & 0xD5")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x9F:  # LAHF: AH <- flags bits 0-7 (bit 1 reads as 1)
+        e("s[0] = s[0] & 0xFFFF00FF | (s[9] & 0xD5 | 2) << 8")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x9C:  # PUSHF(D): VM and RF are pushed as 0 (SDM PUSHF)
+        if osz == 16:
+            g.push(2, "s[9] & 0xFFFF")
+        else:
+            g.push(4, "s[9] & 0x00FCFFFF")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0x9D:  # POPF(D)
+        n = osz // 8
+        g.pop(n, "v")
+        # Real mode is privilege level 0: every flag in 0x7FD5 (and AC, ID for POPFD) loads;
+        # bit 1 reads 1, bits 3 5 15 read 0; VM VIP VIF and the upper half stay; RF clears.
+        if osz == 16:
+            e("nf = s[9] & 0xFFFF0000 | v & 0x7FD5 | 2")
+        else:
+            e("nf = s[9] & 0x001A0000 | v & 0x00247FD5 | 2")
+        # Setting TF starts single-stepping and setting IF opens the interrupt window: both are
+        # KVM's to handle, so the emulator stops before such a POPF.
+        e("if nf & 0x100: raise Refuse(TRAP_FLAG)")
+        e("if nf & ~s[9] & 0x200: raise Refuse(IRQ_WINDOW)")
+        e("s[9] = nf")
+        g.pop_commit(n)
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0xF5, 0xF8, 0xF9, 0xFA, 0xFC, 0xFD):
+        expr = {0xF5: "s[9] ^ 1", 0xF8: "s[9] & ~1", 0xF9: "s[9] | 1", 0xFA: "s[9] & ~0x200",
+                0xFC: "s[9] & ~0x400", 0xFD: "s[9] | 0x400"}[op]
+        e(f"s[9] = {expr}")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0xFB:
+        raise Unsupported(stops.SHADOW, "sti")
+
+    # ---- shifts and rotates ----
+    if op in (0xC0, 0xC1, 0xD0, 0xD1, 0xD2, 0xD3):
+        w = 8 if op in (0xC0, 0xD0, 0xD2) else osz
+        cnt = {0xC0: str(ins.imm), 0xC1: str(ins.imm), 0xD0: "1", 0xD1: "1", 0xD2: "s[1] & 0xFF",
+               0xD3: "s[1] & 0xFF"}[op]
+        g.rm_read(w, "x")
+        e(f"r, s[9] = shift({ins.reg}, x, {cnt}, {w}, s[9])")
+        g.rm_write(w, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x0FA4, 0x0FA5, 0x0FAC, 0x0FAD):
+        cnt = str(ins.imm) if op in (0x0FA4, 0x0FAC) else "s[1] & 0xFF"
+        fn = "shld" if op < 0x0FAC else "shrd"
+        g.rm_read(osz, "x")
+        e(f"r, s[9] = {fn}(x, {g.rreg(osz, ins.reg)}, {cnt}, {osz}, s[9])")
+        g.rm_write(osz, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+
+    # ---- group 3 (F6/F7), group 4/5 (FE/FF) ----
+    if op in (0xF6, 0xF7):
+        w = 8 if op == 0xF6 else osz
+        reg = ins.reg
+        g.rm_read(w, "x")
+        if reg in (0, 1):  # TEST (reg 1 is an alias of 0 on every x86 since the 8086)
+            e(f"y = {ins.imm & MASK[w]:#x}")
+            g.alu(4, w)
+        elif reg == 2:  # NOT: no flags
+            g.rm_write(w, f"x ^ {MASK[w]:#x}")
+        elif reg == 3:  # NEG: 0 - x; CF = (x != 0)
+            g.alu(5, w, "0", "x")
+            g.rm_write(w, "r")
+        elif reg in (4, 5):  # MUL/IMUL
+            e(f"p, s[9] = mul({g.rreg(w, 0)}, x, {w}, {reg == 5}, s[9])")
+            if w == 8:
+                g.wreg(16, 0, "p")
+            else:
+                g.wreg(w, 0, f"p & {MASK[w]:#x}")
+                g.wreg(w, 2, f"p >> {w}")
+        else:  # DIV/IDIV
+            if w == 8:
+                dividend = g.rreg(16, 0)
+            else:
+                dividend = f"({g.rreg(w, 2)} << {w} | {g.rreg(w, 0)})"
+            e(f"qr = div({dividend}, x, {w}, {reg == 7}, s[9])")
+            e("if qr is None: raise Refuse(FAULT, 'divide error')")
+            if w == 8:
+                e("s[0] = s[0] & 0xFFFF0000 | qr[1] << 8 | qr[0]")
+            else:
+                g.wreg(w, 0, "qr[0]")
+                g.wreg(w, 2, "qr[1]")
+            e("s[9] = qr[2]")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0xFE or (op == 0xFF and ins.reg in (0, 1)):
+        if op == 0xFE and ins.reg > 1:
+            raise Unsupported(stops.FAULT, "fe with reg > 1 (#UD)")
+        w = 8 if op == 0xFE else osz
+        g.rm_read(w, "x")
+        _incdec(g, ins.reg == 1, w)
+        g.rm_write(w, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op == 0xFF:
+        reg = ins.reg
+        if reg in (3, 5):
+            if mod == 3:
+                raise Unsupported(stops.FAULT, "far call/jmp with a register operand (#UD)")
+            raise Unsupported(stops.PRIVILEGED, "far call/jmp")
+        if reg == 7:
+            raise Unsupported(stops.FAULT, "ff /7 (#UD)")
+        n = osz // 8
+        if reg == 6:  # PUSH r/m: read first, then push
+            g.rm_read(osz, "v")
+            if mod != 3:
+                e(f"a1 = (s[4] - {n}) & 0xFFFF")
+            g.push(n, "v")
+            e(f"s[8] = {nxt:#x}")
+            return
+        g.rm_read(osz, "v")
+        if osz == 32:
+            e("if v > 0xFFFF: raise Refuse(FAULT)")
+        if reg == 2:  # CALL near indirect
+            g.push(n, f"{nxt:#x}")
+        e("s[8] = v")
+        return
+
+    # ---- 0F: MOVZX/MOVSX, SETcc, CMOVcc, bit tests and scans ----
+    if op in (0x0FB6, 0x0FB7, 0x0FBE, 0x0FBF):
+        sw = 8 if op in (0x0FB6, 0x0FBE) else 16
+        g.rm_read(sw, "v")
+        if op >= 0x0FBE:
+            e(f"v = v - {1 << sw} if v & {SIGN[sw]:#x} else v")
+            e(f"v &= {MASK[osz]:#x}")
+        elif sw == 16 and osz == 16:
+            pass
+        g.wreg(osz, ins.reg, "v")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if 0x0F90 <= op <= 0x0F9F:
+        e("f = s[9]")
+        e(f"v = 1 if {COND[op & 15]} else 0")
+        if mod == 3:
+            g.wreg(8, ins.rm, "v")
+        else:
+            g.ea(1)
+            g.wmem(1, "v")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if 0x0F40 <= op <= 0x0F4F:
+        g.rm_read(osz, "v")  # the source is read (and can fault) whatever the condition
+        e("f = s[9]")
+        e(f"if {COND[op & 15]}:")
+        e(f"    {g.rreg(osz, ins.reg) if False else ''}pass")
+        g.lines.pop()
+        if osz == 32:
+            e(f"    s[{ins.reg}] = v")
+        else:
+            e(f"    s[{ins.reg}] = s[{ins.reg}] & 0xFFFF0000 | v")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x0FBC, 0x0FBD):
+        g.rm_read(osz, "x")
+        fn = "bsf" if op == 0x0FBC else "bsr"
+        e(f"r, s[9] = {fn}(x, {g.rreg(osz, ins.reg)}, s[9])")
+        g.wreg(osz, ins.reg, "r")
+        e(f"s[8] = {nxt:#x}")
+        return
+    if op in (0x0FA3, 0x0FAB, 0x0FB3, 0x0FBB, 0x0FBA):
+        if op == 0x0FBA:
+            if ins.reg < 4:
+                raise Unsupported(stops.FAULT, "0f ba with reg < 4 (#UD)")
+            kind = ins.reg - 4
+            bit = f"{ins.imm & (osz - 1)}"
+            if mod == 3:
+                e(f"x = {g.rreg(osz, ins.rm)}")
+            else:
+                g.ea(osz // 8)
+                e(f"x = {g.rmem(osz // 8)}")
+        else:
+            kind = {0x0FA3: 0, 0x0FAB: 1, 0x0FB3: 2, 0x0FBB: 3}[op]
+            e(f"k = {g.rreg(osz, ins.reg)}")
+            if mod == 3:
+                bit = f"(k & {osz - 1})"
+                e(f"x = {g.rreg(osz, ins.rm)}")
+            else:
+                # BT with a register bit offset addresses memory beyond the operand: the offset
+                # is signed and selects the word/dword at ea + (offset >> log2 width) * size
+                # (SDM BT, "bit base, bit offset").
+                bit = f"(k & {osz - 1})"
+                m = ins.mem
+                g.offset(m, "o")
+                sh = 4 if osz == 16 else 5
+                e(f"o = (o + ((k - {1 << osz} if k & {SIGN[osz]:#x} else k) >> {sh}) * {osz // 8}) & {MASK[m.asz]:#x}")
+                g.limit("o", osz // 8)
+                e(f"a = s[{16 + m.seg}] + o")
+                g.memio = True
+                e(f"x = {g.rmem(osz // 8)}")
+        e(f"c = x >> {bit} & 1")
+        if kind:
+            newv = {1: f"x | 1 << {bit}", 2: f"x & ~(1 << {bit}) & {MASK[osz]:#x}", 3: f"x ^ 1 << {bit}"}[kind]
+            e(f"r = {newv}")
+            if mod == 3:
+                g.wreg(osz, ins.rm, "r")
+            else:
+                g.wmem(osz // 8, "r")
+        e("s[9] = s[9] & ~1 | c")  # only CF changes on this host (see alu.py)
+        e(f"s[8] = {nxt:#x}")
+        return
+
+    # ---- port IO ----
+    if op in (0xE4, 0xE5, 0xEC, 0xED):
+        w = 8 if op in (0xE4, 0xEC) else osz
+        port = f"{ins.imm:#x}" if op < 0xEC else "s[2] & 0xFFFF"
+        e(f"v = pio_read({port}, {w // 8})")
+        g.wreg(w, 0, f"v & {MASK[w]:#x}")
+        e(f"s[8] = {nxt:#x}")
+        g.io = True
+        return
+    if op in (0xE6, 0xE7, 0xEE, 0xEF):
+        w = 8 if op in (0xE6, 0xEE) else osz
+        port = f"{ins.imm:#x}" if op < 0xEE else "s[2] & 0xFFFF"
+        e(f"pio_write({port}, {w // 8}, {g.rreg(w, 0)})")
+        e(f"s[8] = {nxt:#x}")
+        g.io = True
+        return
+
+    if ins.is_string:
+        _string(g, ins)
+        return
+
+    # ---- refusals by opcode ----
+    if op == 0xF4:
+        raise Unsupported(stops.HALT, "hlt")
+    if op in (0xCC, 0xCD, 0xCE, 0xCF, 0x9A, 0xEA, 0xCA, 0xCB, 0x0F00, 0x0F01, 0x0F06):
+        raise Unsupported(stops.PRIVILEGED, ins.mnemonic)
+    raise Unsupported(stops.UNSUPPORTED, ins.mnemonic)
+
+
+def _incdec(g: Gen, dec: bool, w: int) -> None:
+    """INC/DEC: CF unchanged; OF when the result crosses the signed boundary; AF on a carry or
+    borrow through bit 3 (SDM INC/DEC)."""
+    M, SB = MASK[w], SIGN[w]
+    e = g.e
+    if dec:
+        e(f"r = (x - 1) & {M:#x}")
+        ofc = f"0x800 if r == {SB - 1:#x} else 0"
+    else:
+        e(f"r = (x + 1) & {M:#x}")
+        ofc = f"0x800 if r == {SB:#x} else 0"
+    e(f"s[9] = s[9] & 0xFFFFF72B | {szp_expr(w)} | (x ^ r) & 0x10 | ({ofc})")
+
+
+def _string(g: Gen, ins: Insn) -> None:
+    """One iteration of a string instruction.  With a REP prefix, IP stays on the instruction
+    until the count runs out (or the REPE/REPNE condition fails), so each iteration is a
+    separate execution for the run loop: interruptible, counted, exact (SDM REP, "interrupts
+    may occur between iterations")."""
+    op = ins.op
+    e = g.e
+    nxt = g.next
+    w = 8 if op & 1 == 0 else ins.osz
+    n = w // 8
+    am = 0xFFFF if ins.asz == 16 else 0xFFFFFFFF
+    keep = 0xFFFFFFFF ^ am
+    src_seg = ins.seg if ins.seg >= 0 else DS
+    rep = ins.rep
+    if rep:
+        e(f"c = s[1] & {am:#x}")
+        e(f"if c == 0: s[8] = {nxt:#x}; return")
+    # DF selects the direction (SDM MOVS: decrement when DF=1).
+    e(f"d = -{n} if s[9] & 0x400 else {n}")
+    reads_src = op in (0xA4, 0xA5, 0xA6, 0xA7, 0xAC, 0xAD, 0x6E, 0x6F)
+    uses_dst = op in (0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAE, 0xAF, 0x6C, 0x6D)
+    if reads_src:
+        e(f"si = s[6] & {am:#x}")
+        if n > 1 or ins.asz == 32:
+            e(f"if si > {0x10000 - n:#x}: raise Refuse(FAULT)")
+        e(f"a = s[{16 + src_seg}] + si")
+    if uses_dst:
+        e(f"di = s[7] & {am:#x}")
+        if n > 1 or ins.asz == 32:
+            e(f"if di > {0x10000 - n:#x}: raise Refuse(FAULT)")
+        e("b_ = s[16] + di")
+    g.memio = True
+    if op in (0xA4, 0xA5):  # MOVS: check the destination before a source read that may be MMIO
+        e(f"if b_ + {n} > 0xA0000: chk(b_, {n}, True)")
+        e(f"v = {g.rmem(n)}")
+        g.wmem(n, "v", "b_")
+    elif op in (0xAA, 0xAB):  # STOS
+        g.wmem(n, g.rreg(w, 0), "b_")
+    elif op in (0xAC, 0xAD):  # LODS
+        e(f"v = {g.rmem(n)}")
+        g.wreg(w, 0, "v")
+    elif op in (0xA6, 0xA7, 0xAE, 0xAF):  # CMPS: [src] - [dst]; SCAS: acc - [dst]
+        if op in (0xA6, 0xA7):
+            e(f"if b_ + {n} > 0xA0000: chk(b_, {n}, False)")
+            e(f"x = {g.rmem(n)}")
+        else:
+            e(f"x = {g.rreg(w, 0)}")
+        e(f"y = {g.rmem(n, 'b_')}")
+        g.alu(7, w)
+    elif op in (0x6C, 0x6D):  # INS: the port is read only once the destination is known good
+        e(f"if not (b_ + {n} <= 0xA0000 and (b_ >= ch or b_ + {n} <= cl)): chk(b_, {n}, True)")
+        e(f"v = pio_read(s[2] & 0xFFFF, {n})")
+        g.wmem(n, "v", "b_")
+        g.io = True
+    else:  # OUTS
+        e(f"v = {g.rmem(n)}")
+        e(f"pio_write(s[2] & 0xFFFF, {n}, v)")
+        g.io = True
+    if reads_src:
+        e(f"s[6] = s[6] & {keep:#x} | (si + d) & {am:#x}")
+    if uses_dst:
+        e(f"s[7] = s[7] & {keep:#x} | (di + d) & {am:#x}")
+    if rep:
+        e(f"c = (c - 1) & {am:#x}")
+        e(f"s[1] = s[1] & {keep:#x} | c")
+        if op in (0xA6, 0xA7, 0xAE, 0xAF):
+            # REPE (F3) goes on while ZF=1, REPNE (F2) while ZF=0 (SDM REP/REPE/REPNE)
+            zf = "s[9] & 0x40" if rep == 0xF3 else "not s[9] & 0x40"
+            e(f"s[8] = {ins.ip:#x} if c and {zf} else {nxt:#x}")
+        else:
+            e(f"s[8] = {ins.ip:#x} if c else {nxt:#x}")
+    else:
+        e(f"s[8] = {nxt:#x}")

@@ -1,0 +1,273 @@
+"""The emulator: the decode cache, memory routing and the run loop.
+
+The run loop is the per-instruction hot path, so it is deliberately flat: one dict lookup of a
+compiled function by IP, one call, one counter.  Everything unusual (a new or changed
+instruction, leaving the range, a refusal, self-modifying code) happens on the miss path, and a
+per-run dict (``live``) only ever holds instructions validated in this run, inside [lo, hi).
+
+Stale code is impossible by construction: the global cache maps (linear address, IP) to decoded
+instructions *with their bytes*, and an entry is used in a run only after comparing those bytes
+with guest memory (the guest ran natively since the last run and may have changed anything).
+Within a run only the emulator writes memory; a write that lands on code fetched in this run
+clears ``live`` and stops the run right after the writing instruction ("smc").
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..machine.memory import RAM, ROM
+from . import alu, stops
+from .codegen import Unsupported, compile_insn
+from .decoder import MAX_LEN, Insn, decode_bytes
+from .state import NSTATE, TF, CpuState
+from .stops import Refuse, Stop
+
+# Below this every guest-physical address is plain RAM in every pykvmm memory map (conventional
+# memory ends where the legacy video/device hole starts, layout.CONV_RAM_END); compiled code
+# inlines accesses under it and sends everything else through the routed slow path.
+FAST_RAM_END = 0xA0000
+_NO_CODE = 1 << 62
+_DEADLINE_STRIDE = 64  # instructions between clock reads when a deadline is set
+
+
+class Emulator:
+    """Real-mode x86 emulator over guest memory ``mem`` (GuestMemory), the port bus ``pio`` and
+    the MMIO bus ``mmio`` (each with read/write/claims, as pykvmm.machine.bus)."""
+
+    def __init__(self, mem: Any, pio: Any, mmio: Any):
+        for name, obj, attrs in (("mem", mem, ("ram", "kind")), ("pio", pio, ("read", "write")),
+                                 ("mmio", mmio, ("read", "write", "claims"))):
+            missing = [a for a in attrs if not hasattr(obj, a)]
+            if missing:
+                raise TypeError(f"{name} must provide {', '.join(attrs)}; {obj!r} lacks {missing}")
+        self.mem = mem
+        self.pio = pio
+        self.mmio = mmio
+        self._s = [0] * NSTATE
+        self._io = [0]          # MMIO accesses performed (compiled code compares it)
+        self._cache: dict[tuple[int, int], list[Insn]] = {}
+        self._live: dict[int, Any] = {}
+        self._code: list[tuple[int, int]] = []  # (linear start, end) fetched in this run
+        self._smc = False
+        self.compiled = 0  # instructions compiled so far (tests and stats)
+        self._ns = self._namespace()
+
+    # -- memory routing (slow paths; compiled code inlines RAM below FAST_RAM_END) ----------------
+
+    def _namespace(self) -> dict[str, Any]:
+        mem, mmio, io = self.mem, self.mmio, self._io
+        ram = mem.ram
+        kind = mem.kind
+        size = mem.size if hasattr(mem, "size") else len(ram)
+
+        def routed_read(a: int, n: int) -> int:
+            k = kind(a, n)
+            if (k == RAM or k == ROM) and a + n <= size:
+                return int.from_bytes(ram[a:a + n], "little")
+            if mmio.claims(a, n):
+                io[0] += 1
+                return mmio.read(a, n)
+            raise Refuse(stops.FAULT, f"read of {n} bytes at unbacked {a:#x}")
+
+        def routed_write(a: int, n: int, v: int) -> None:
+            if kind(a, n) == RAM and a + n <= size:
+                self._ram_write(a, n, v)
+                return
+            if mmio.claims(a, n):
+                io[0] += 1
+                mmio.write(a, n, v)
+                return
+            raise Refuse(stops.FAULT, f"write of {n} bytes at {a:#x} (ROM or unbacked)")
+
+        def chk(a: int, n: int, write: bool) -> None:
+            """Refuse now if an n-byte access at a would be refused later (no effects)."""
+            k = kind(a, n)
+            if k == RAM or (k == ROM and not write) or mmio.claims(a, n):
+                return
+            raise Refuse(stops.FAULT, f"access of {n} bytes at {a:#x}")
+
+        def wblk(a: int, vals: list[int], n: int) -> None:
+            if kind(a, n * len(vals)) != RAM:
+                raise Refuse(stops.FAULT, f"block write at {a:#x}")
+            for i, v in enumerate(vals):
+                self._ram_write(a + i * n, n, v)
+
+        def rblk(a: int, count: int, n: int) -> list[int]:
+            k = kind(a, n * count)
+            if k != RAM and k != ROM:
+                raise Refuse(stops.FAULT, f"block read at {a:#x}")
+            return [int.from_bytes(ram[a + i * n:a + i * n + n], "little") for i in range(count)]
+
+        return {
+            "s": self._s, "ram": ram, "io": io, "cl": _NO_CODE, "ch": 0,
+            "rb": lambda a: routed_read(a, 1), "rw": lambda a: routed_read(a, 2),
+            "rd": lambda a: routed_read(a, 4),
+            "wb": lambda a, v: routed_write(a, 1, v), "ww": lambda a, v: routed_write(a, 2, v),
+            "wd": lambda a, v: routed_write(a, 4, v),
+            "chk": chk, "wblk": wblk, "rblk": rblk, "ifb": int.from_bytes,
+            "pio_read": self.pio.read, "pio_write": self.pio.write,
+            "Refuse": Refuse, "FAULT": stops.FAULT, "TRAP_FLAG": stops.TRAP_FLAG,
+            "IRQ_WINDOW": stops.IRQ_WINDOW,
+            "SZP8": alu.SZP8, "SZP16": alu.SZP16, "PAR": alu.PAR, "shift": alu.shift,
+            "shld": alu.shld, "shrd": alu.shrd, "mul": alu.mul, "imul_trunc": alu.imul_trunc,
+            "div": alu.div, "bsf": alu.bsf, "bsr": alu.bsr,
+        }
+
+    def _ram_write(self, a: int, n: int, v: int) -> None:
+        """A RAM write from the slow path: notices writes into code fetched in this run."""
+        self.mem.ram[a:a + n] = (v & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+        ns = self._ns
+        if a + n > ns["cl"] and a < ns["ch"]:
+            for lo, hi in self._code:
+                if a + n > lo and a < hi:
+                    # Self-modifying code: the write is done; drop every validated instruction
+                    # so the next fetch takes the miss path, which stops the run ("smc").
+                    self._smc = True
+                    self._live.clear()
+                    break
+
+    # -- decoding and the cache -------------------------------------------------------------------
+
+    def _fetch(self, lin: int, ip: int) -> bytes:
+        """Up to 15 code bytes at CS:ip, stopping at the segment limit and at the end of RAM/ROM
+        (an instruction that needs more bytes will not decode, and is refused as a fault)."""
+        n = min(MAX_LEN, 0x10000 - ip)
+        kind = self.mem.kind
+        while n > 0:
+            k = kind(lin, n)
+            if k == RAM or k == ROM:
+                return bytes(self.mem.ram[lin:lin + n])
+            n -= 1
+        return b""
+
+    def lookup(self, cs_base: int, ip: int) -> Insn:
+        """The decoded (and, when supported, compiled) instruction at cs_base:ip, validated
+        against the bytes in guest memory now."""
+        lin = cs_base + ip
+        key = (lin, ip)
+        ram = self.mem.ram
+        entries = self._cache.get(key)
+        if entries:
+            for ins in entries:
+                if ram[lin:lin + ins.length] == ins.bytes:
+                    return ins
+        code = self._fetch(lin, ip)
+        if not code:
+            ins = Insn()
+            ins.ip, ins.bytes, ins.length = ip, b"", 0
+            return ins.refuse(stops.FAULT, f"instruction fetch from unbacked {lin:#x}")
+        ins = decode_bytes(code, ip)
+        if ins.supported:
+            try:
+                src = compile_insn(ins)
+            except Unsupported as u:
+                ins.refuse(u.reason, u.detail or ins.mnemonic)
+            else:
+                loc: dict[str, Any] = {}
+                exec(compile(src, f"<x86 {ip:04x}: {ins.mnemonic}>", "exec"), self._ns, loc)
+                ins.fn = loc["f"]
+                ins.source = src
+                self.compiled += 1
+        if entries is None:
+            entries = self._cache[key] = []
+        elif len(entries) >= 4:
+            del entries[0]  # code that keeps changing: keep the newest few versions
+        entries.append(ins)
+        return ins
+
+    def decode(self, cpu_or_cs_base: CpuState | int, ip: int) -> Insn:
+        """The instruction at CS:ip (CS base from a CpuState or given), through the cache."""
+        cs_base = cpu_or_cs_base if isinstance(cpu_or_cs_base, int) else cpu_or_cs_base.s[17]
+        return self.lookup(cs_base, ip)
+
+    # -- the run loop -----------------------------------------------------------------------------
+
+    def run(self, cpu: CpuState, *, max_insns: int, lo: int = 0, hi: int = 0x10000,
+            io_window: int | None = None, deadline_ns: int | None = None) -> Stop:
+        """Emulate from cpu's CS:IP; stop before an instruction whose IP is outside [lo, hi),
+        after ``max_insns`` executions, after ``io_window`` executions without IO, at
+        ``deadline_ns`` (time.monotonic_ns), or before anything refused.  ``cpu`` is updated in
+        place and is always at an instruction boundary."""
+        if max_insns < 0:
+            raise ValueError(f"max_insns must be >= 0, not {max_insns}")
+        if not 0 <= lo <= hi <= 0x10000:
+            raise ValueError(f"need 0 <= lo <= hi <= 0x10000, not lo={lo:#x} hi={hi:#x}")
+        if io_window is not None and io_window <= 0:
+            raise ValueError(f"io_window must be a positive integer, not {io_window}")
+        if not cpu.plain:
+            return Stop(stops.MODE, detail="not plain real mode")
+        s = self._s
+        s[:] = cpu.s
+        if s[9] & TF:
+            return Stop(stops.TRAP_FLAG)
+        ns = self._ns
+        ns["cl"] = _NO_CODE
+        ns["ch"] = 0
+        self._code.clear()
+        live = self._live
+        live.clear()
+        self._smc = False
+        get = live.get
+        cs_base = s[17]
+        n = 0
+        ios = 0
+        reason = ""
+        detail = ""
+        io_limit = io_window if io_window is not None else max_insns
+        limit = min(max_insns, io_limit)
+        if deadline_ns is not None:
+            if time.monotonic_ns() >= deadline_ns:
+                return Stop(stops.DEADLINE)
+            limit = min(limit, _DEADLINE_STRIDE)
+        try:
+            while True:
+                if n >= limit:
+                    if n >= max_insns:
+                        reason = stops.BUDGET
+                        break
+                    if n >= io_limit:
+                        reason = stops.EXTENT
+                        break
+                    if time.monotonic_ns() >= deadline_ns:  # type: ignore[operator]
+                        reason = stops.DEADLINE
+                        break
+                    limit = min(max_insns, io_limit, n + _DEADLINE_STRIDE)
+                f = get(s[8])
+                if f is None:
+                    # -- the miss path ----------------------------------------------------------
+                    ip = s[8]
+                    if self._smc:
+                        reason = stops.SMC
+                        break
+                    if not lo <= ip < hi:
+                        reason = stops.LEFT_RANGE
+                        break
+                    ins = self.lookup(cs_base, ip)
+                    if not ins.supported:
+                        reason, detail = ins.reason, ins.detail
+                        break
+                    f = live[ip] = ins.fn
+                    lin = cs_base + ip
+                    self._code.append((lin, lin + ins.length))
+                    if lin < ns["cl"]:
+                        ns["cl"] = lin
+                    if lin + ins.length > ns["ch"]:
+                        ns["ch"] = lin + ins.length
+                if f():
+                    ios += 1
+                    if io_window is not None:
+                        io_limit = n + 1 + io_window
+                        limit = min(max_insns, io_limit)
+                        if deadline_ns is not None:
+                            limit = min(limit, n + 1 + _DEADLINE_STRIDE)
+                n += 1
+        except Refuse as r:
+            reason, detail = r.reason, r.detail
+        finally:
+            cpu.s[:] = s
+        if self._smc and reason != stops.SMC and reason in (stops.BUDGET, stops.EXTENT,
+                                                            stops.DEADLINE, stops.LEFT_RANGE):
+            pass  # the run ended anyway; the next run re-validates every instruction
+        return Stop(reason, n, ios, detail)
