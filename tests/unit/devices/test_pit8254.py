@@ -438,3 +438,64 @@ def test_bad_offset_refused():
     pit, _, _ = make()
     with pytest.raises(ValueError, match="0x4"):
         pit.read(4)
+
+
+# --- the closed form against a pulse-by-pulse reference ---------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+def reference_waveform(mode, n, pulses):
+    """OUT and CE after each CLK pulse 1..pulses, stepping the datasheet's description."""
+    outs, ces = [], []
+    ce, out = None, True
+    for p in range(1, pulses + 1):
+        if ce is None:  # the load pulse
+            ce = n - (n & 1) if mode == 3 else n
+        elif mode == 2:
+            if ce == 1:
+                ce, out = n, True  # reload; the low pulse ends
+            else:
+                ce -= 1
+            if ce == 1:
+                out = False
+        else:  # mode 3
+            if out and n & 1 and ce == 0:
+                ce, out = n - 1, False  # odd: one CLK after expiry OUT goes low
+            else:
+                ce -= 2
+                if ce == 0 and not (out and n & 1):
+                    ce, out = n - (n & 1), not out  # expiry: toggle and reload
+        outs.append(out)
+        ces.append(ce)
+    return outs, ces
+
+
+@settings(max_examples=60, deadline=None)
+@given(mode=st.sampled_from([2, 3]), n=st.integers(min_value=2, max_value=40))
+def test_mode2_and_mode3_closed_form_matches_pulse_stepping(mode, n):
+    pit, clock, _ = make()
+    program(pit, 0, mode, n)
+    outs, ces = reference_waveform(mode, n, 3 * n + 2)
+    for p in range(1, 3 * n + 3):
+        clock.pulse(p)
+        assert pit.output(0) == outs[p - 1], f"OUT at pulse {p}"
+        assert latch(pit, 0) == ces[p - 1], f"CE at pulse {p}"
+
+
+@settings(max_examples=40, deadline=None)
+@given(mode=st.sampled_from([2, 3]), n=st.integers(min_value=2, max_value=500),
+       steps=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=30))
+def test_polling_at_any_times_never_invents_or_misses_isolated_edges(mode, n, steps):
+    """Every period's rising edge reaches the PIC exactly once when polls come at least once a
+    period; no rising edge is shown that the waveform does not have."""
+    pit, clock, line = make()
+    program(pit, 0, mode, n)
+    start = line.rises
+    p = 0
+    for step in steps:
+        p += min(step, n // 2 or 1)
+        clock.pulse(p)
+        pit.poll()
+    expected = sum(1 for k in range(1, p + 1) if k % n == 1 and k > 1)
+    assert line.rises - start == expected
