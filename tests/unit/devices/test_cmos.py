@@ -232,3 +232,11 @@ def test_bad_mem_size_refused():
 def test_index_port_reads_float():
     cmos, _ = make()
     assert cmos.read(0) == 0xFF
+
+
+def test_writing_one_time_register_while_running_moves_the_clock():
+    cmos, clocks = make()
+    wr(cmos, 2, 0x30)  # minutes
+    assert (rd(cmos, 4), rd(cmos, 2), rd(cmos, 0)) == (0x21, 0x30, 0x03)
+    clocks.advance(2)
+    assert rd(cmos, 0) == 0x05
