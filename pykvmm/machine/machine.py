@@ -59,7 +59,7 @@ _RFLAGS_IF = 1 << 9
 # other fields, then direction, size, port, count, data_offset.
 _RUN_HDR = struct.Struct("<I20xBBHIQ")
 _EXIT_IO = K.KVM_EXIT_IO
-_PAGE_LIMIT = 4096  # the io data window lies inside the first page of the kvm_run mapping
+
 _RFLAGS_RESERVED1 = 1 << 1
 
 
@@ -245,6 +245,9 @@ class Machine:
         from_bytes = int.from_bytes
         counts = self.exit_counts
         engine = self.engine
+        # KVM puts port-IO data at KVM_PIO_PAGE_OFFSET (the page after kvm_run); the window is
+        # checked against the mapping so a bad data_offset can never index outside it.
+        page_limit = vcpu.page_size
         n_total = n_io = 0
         try:
             while self._stop is None:
@@ -259,7 +262,7 @@ class Machine:
                     continue
                 n_total += 1
                 reason, direction, size, port, count, off = hdr(page, _EXIT_REASON)
-                if reason == _EXIT_IO and off + size * count <= _PAGE_LIMIT:
+                if reason == _EXIT_IO and off + size * count <= page_limit:
                     n_io += 1
                     if direction:  # OUT
                         if count == 1:
