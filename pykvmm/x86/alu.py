@@ -10,13 +10,15 @@ different host shows up as a failing test, not as silent divergence):
   AND OR XOR TEST     AF cleared.
   MUL IMUL (all)      SF ZF AF PF unchanged; CF=OF as defined.
   DIV IDIV            CF OF unchanged; SF ZF PF cleared; AF set.
-  SHL SHR SAR         (count != 0) AF set.  SHL: OF = MSB(result) XOR CF for every count;
-                      CF = last bit shifted out, 0 once the count exceeds the width.
-                      SHR: OF = MSB of the operand before the shift... see shift() below.
-  ROL ROR RCL RCR     AF unchanged; OF computed from the result as for a count of 1.
+  SHL SHR SAR         (masked count != 0) AF set.  OF for counts above 1 as the last 1-bit
+                      step would set it: SHL MSB(result) XOR CF; SHR the XOR of the result's
+                      two top bits; SAR 0.  CF = the last bit shifted out, 0 for SHL/SHR
+                      once the count exceeds the width, the sign for SAR.
+  ROL ROR RCL RCR     AF unchanged; OF from the result as for a count of 1 (ROL/RCL: MSB XOR
+                      CF; ROR/RCR: XOR of the two top bits), also when count mod width is 0.
   BT BTS BTR BTC      only CF changes.
-  BSF BSR             see bsf()/bsr().
-  SHLD SHRD           see shld()/shrd().
+  BSF BSR             only ZF changes; a zero source leaves the destination unchanged.
+  SHLD SHRD           AF set; OF as SHL/SHR's last step; 16-bit counts 17-31: see shld().
 """
 
 from __future__ import annotations
@@ -100,37 +102,41 @@ def shift(op: int, x: int, c: int, w: int, f: int) -> tuple[int, int]:
 
 
 def shld(x: int, y: int, c: int, w: int, f: int) -> tuple[int, int]:
-    """SHLD x, y, c: shift x left, filling from y's top bits.  For a 16-bit operand and a count
-    above 16 (undefined in the SDM) this host behaves as documented in the module doc."""
+    """SHLD x, y, c: shift x left, filling from y's top bits; CF = the last bit out, OF = MSB of
+    the result XOR CF (this host, any count).  A 16-bit operand with a count of 17-31 is
+    undefined in the SDM; this host shifts the 48-bit value x:y:y and clears CF and OF."""
     c &= 0x1F
     if c == 0:
         return x, f
     m = (1 << w) - 1
-    if w == 16:
-        v = (x << 32) | (y << 16) | x  # x:y:x, the pattern this host shifts for counts > 16
-        r = (v >> (48 - c)) & m
-        cf = (v >> (48 - c + 16)) & 1
+    if w == 16 and c > 16:
+        r = ((x << 32 | y << 16 | y) >> (32 - c)) & m
+        cf = of = 0
     else:
         v = (x << w) | y
         r = (v >> (w - c)) & m
         cf = (v >> (2 * w - c)) & 1
-    of = ((r >> (w - 1)) & 1) ^ ((x >> (w - 1)) & 1)
+        # measured: a 16-bit count of exactly 16 gives OF = CF on this host
+        of = cf if c == 16 and w == 16 else ((r >> (w - 1)) & 1) ^ cf
     return r, (f & NSTATUS) | szp(r, w) | cf | (of << 11) | AF
 
 
 def shrd(x: int, y: int, c: int, w: int, f: int) -> tuple[int, int]:
-    """SHRD x, y, c: shift x right, filling from y's low bits (16-bit counts > 16: y:x:y)."""
+    """SHRD x, y, c: shift x right, filling from y's low bits; CF = the last bit out, OF = the
+    XOR of the result's two top bits (this host, any count).  16-bit counts of 17-31: this host
+    shifts the 48-bit value y:y:x and clears CF."""
     c &= 0x1F
     if c == 0:
         return x, f
     m = (1 << w) - 1
-    if w == 16:
-        v = x | (y << 16) | (x << 32)
+    if w == 16 and c > 16:
+        r = ((y << 32 | y << 16 | x) >> c) & m
+        cf = 0
     else:
         v = x | (y << w)
-    r = (v >> c) & m
-    cf = (v >> (c - 1)) & 1
-    of = ((r >> (w - 1)) & 1) ^ ((x >> (w - 1)) & 1)
+        r = (v >> c) & m
+        cf = (v >> (c - 1)) & 1
+    of = ((r >> (w - 1)) ^ (r >> (w - 2))) & 1
     return r, (f & NSTATUS) | szp(r, w) | cf | (of << 11) | AF
 
 
