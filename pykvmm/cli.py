@@ -11,10 +11,14 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
 from .machine.machine import STATUS_FAULT, STATUS_USAGE, Machine, MachineConfig
+
+# Until firmware/bios.bin exists, guests start directly (as with --no-firmware).
+USE_BUILTIN_FIRMWARE_BY_DEFAULT = False
 
 EPILOG = """\
 exit status: the guest's debug-exit value v (a byte written to port 0xF4), or (v << 1) | 1 with
@@ -55,6 +59,37 @@ def _serial_spec(text: str) -> str:
     raise argparse.ArgumentTypeError(f"must be stdio, null or file:PATH, not {text!r}")
 
 
+def _debugcon_spec(text: str) -> str:
+    if text in ("stdio", "null") or text.startswith("file:"):
+        return _serial_spec(text)
+    if not text:
+        raise argparse.ArgumentTypeError("must be a file path, stdio or null")
+    return "file:" + text
+
+
+FIRMWARE_IMAGE = Path(__file__).resolve().parent.parent / "firmware" / "bios.bin"
+
+
+def read_firmware(path: str | None) -> tuple[bytes | None, str]:
+    """(image, kind) for --bios PATH, pykvmm's own firmware, or None for --no-firmware."""
+    kind = "external" if path else "builtin"
+    target = Path(path) if path else FIRMWARE_IMAGE
+    what = f"--bios {path}" if path else f"pykvmm's firmware {target}"
+    if target.is_dir():
+        raise UsageError(f"{what} is a directory; give the path of a firmware image")
+    try:
+        data = target.read_bytes()
+    except FileNotFoundError:
+        hint = "check the path" if path else "run scripts/build_guests.py, or pass --no-firmware"
+        raise UsageError(f"{what} does not exist; {hint}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {what}: {e.strerror}") from None
+    if path and (not data or len(data) % 0x10000 or len(data) > 0x40000):
+        raise UsageError(f"--bios {path} is {len(data)} bytes; a firmware image must be 64, 128, 192 "
+                         "or 256 KiB")
+    return data, kind
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pykvmm", description="Run a real-mode x86 guest under KVM and count its VM exits.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"guest RAM in MiB (default {layout.DEFAULT_MEM_MIB})")
     p.add_argument("--stats", action="store_true", help="print a summary of exits and IO on stderr")
     p.add_argument("--stats-json", metavar="PATH", help="write the run's figures as one JSON object")
+    p.add_argument("--serial2", type=_serial_spec, default="null", metavar="stdio|file:PATH|null",
+                   help="output of the memory-mapped 16550 at 0xB0000 (default: null)")
+    p.add_argument("--debugcon", type=_debugcon_spec, default="null", metavar="PATH",
+                   help="file for bytes written to the debug console port 0x402 (also stdio, null)")
+    fw = p.add_mutually_exclusive_group()
+    fw.add_argument("--no-firmware", action="store_true",
+                    help="start the guest directly at 0000:7C00 instead of running the firmware first")
+    fw.add_argument("--bios", metavar="PATH",
+                    help="run this firmware image (64-256 KiB, e.g. /usr/share/seabios/bios.bin) "
+                         "instead of pykvmm's own")
     p.add_argument("--coalesce", choices=["off"], default="off",
                    help="IO coalescing policy (default: off)")
     p.add_argument("--exit-code", choices=["plain", "qemu"], default="plain",
@@ -117,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = None
     try:
         image = read_guest(args.guest)
-        config = MachineConfig(mem_mib=args.mem, serial=args.serial, exit_code=args.exit_code)
+        firmware, kind = (None, "builtin") if args.no_firmware else read_firmware(args.bios)
+        if not args.bios and not args.no_firmware and not USE_BUILTIN_FIRMWARE_BY_DEFAULT:
+            firmware = None
+        config = MachineConfig(mem_mib=args.mem, serial=args.serial, serial2=args.serial2,
+                               debugcon=args.debugcon, exit_code=args.exit_code,
+                               firmware=firmware, firmware_kind=kind)
         machine = Machine(config)
         machine.load_guest(image)
         result = machine.run(timeout=args.timeout)

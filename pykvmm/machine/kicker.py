@@ -44,6 +44,7 @@ class Kicker:
         self.deadline_passed = False
         self.signals: list[int] = []
         self.kicks = 0
+        self.wake = threading.Event()  # a HLT sleep waits on it
         self._stopping = False
         self._old_wakeup = None
         self._thread = threading.Thread(target=self._loop, name="pykvmm-kicker", daemon=True)
@@ -74,6 +75,7 @@ class Kicker:
         """Get the vCPU out of KVM_RUN now (callable from any thread)."""
         self.kicks += 1
         self.vcpu.immediate_exit = 1
+        self.wake.set()
         try:
             signal.pthread_kill(self._target_ident, KICK_SIGNAL)
         except (ProcessLookupError, OSError):
@@ -112,6 +114,9 @@ class Kicker:
                     data = os.read(self._sig_r, 4096)
                 except BlockingIOError:
                     data = b""
+                # Our own kick signal comes back through the wakeup fd too: answering it with
+                # another kick would ping-pong forever.
+                data = bytes(b for b in data if b != KICK_SIGNAL)
                 if data:
                     with self._lock:
                         self.signals.extend(data)

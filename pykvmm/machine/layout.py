@@ -37,8 +37,19 @@ DEFAULT_MEM_MIB = 16
 MIN_MEM_MIB = 2  # real mode reaches 0x10FFEF, so RAM must extend past 1 MiB + 64 KiB
 MAX_MEM_MIB = 3 * 1024  # stay below the PCI hole / reset alias at 3 GiB+
 
-# Ports of the devices pykvmm wires up.
+# Ports and IRQ lines of the devices pykvmm wires up: the IBM PC/AT assignments.
 PORT_DEBUG_EXIT = 0xF4  # QEMU's isa-debug-exit default iobase, so guests run on both
+PIC_MASTER = 0x20
+PIC_SLAVE = 0xA0
+PIT_BASE = 0x40
+PIT_IRQ = 0
+PORT_SYSCTL_B = 0x61  # system control port B: PIT channel 2 gate/speaker, refresh toggle
+CMOS_BASE = 0x70  # index (bit 7 masks NMI), data at 0x71
+RTC_IRQ = 8
+PORT_POST = 0x80  # POST diagnostic codes
+PORT_A20 = 0x92  # "fast A20" system control port A
+PORT_DEBUGCON = 0x402  # the debug console SeaBIOS and QEMU use; reads 0xE9
 COM1_BASE = 0x3F8
 COM1_IRQ = 4
 MMIO_UART_BASE = 0xB0000  # the second 16550, memory-mapped inside the device hole, stride 1
+MMIO_UART_IRQ = 3  # COM2's line

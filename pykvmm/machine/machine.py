@@ -22,7 +22,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..devices.a20 import FastA20
+from ..devices.cmos import Cmos
 from ..devices.debug_exit import DebugExit
+from ..devices.debugcon import DebugCon
+from ..devices.pic8259 import DualPic
+from ..devices.pit8254 import Pit8254
+from ..devices.port61 import Port61
+from ..devices.post import PostPort
 from ..devices.uart16550 import Uart16550
 from ..errors import KvmError, UsageError
 from ..kvm import exits as X
@@ -63,13 +70,54 @@ _EXIT_IO = K.KVM_EXIT_IO
 _RFLAGS_RESERVED1 = 1 << 1
 
 
+FIRMWARE_BUILTIN = "builtin"  # pykvmm's firmware/bios.bin: 64 KiB read-only at 0xF0000
+FIRMWARE_EXTERNAL = "external"  # --bios PATH (e.g. SeaBIOS): 0xC0000-0xFFFFF writable RAM
+
+
 @dataclass
 class MachineConfig:
     mem_mib: int = layout.DEFAULT_MEM_MIB
     serial: str = "stdio"
+    serial2: str = "null"  # the memory-mapped 16550 at 0xB0000
+    debugcon: str = "null"  # port 0x402
     exit_code: str = "plain"  # or "qemu": status (v << 1) | 1, as QEMU's isa-debug-exit
     firmware: bytes | None = None  # None: start the guest directly at 0000:7C00
+    firmware_kind: str = FIRMWARE_BUILTIN
+    serial_input: bool | None = None  # read COM1 input from stdin (default: when serial is stdio)
     extra: dict = field(default_factory=dict)
+
+
+class _NotifyOnWrite:
+    """Bus adapter: a write may move a device's next deadline, so the machine reschedules."""
+
+    __slots__ = ("read", "_write", "_after")
+
+    def __init__(self, device, after) -> None:
+        self.read = device.read
+        self._write = device.write
+        self._after = after
+
+    def write(self, offset: int, value: int) -> None:
+        self._write(offset, value)
+        self._after()
+
+
+class _FeedOnRead:
+    """Bus adapter for COM1: after the guest reads, top the receive FIFO up from host input."""
+
+    __slots__ = ("_read", "write", "_machine")
+
+    def __init__(self, device, machine) -> None:
+        self._read = device.read
+        self.write = device.write
+        self._machine = machine
+
+    def read(self, offset: int) -> int:
+        value = self._read(offset)
+        pump = self._machine.input_pump
+        if pump is not None and (pump.pending or not pump.queue.empty()):
+            pump.feed(self._machine.uart)
+        return value
 
 
 @dataclass
@@ -89,11 +137,27 @@ class Machine:
             raise UsageError(f"--exit-code must be plain or qemu, not {self.config.exit_code!r}")
         self._owns_kvm = kvm is None
         self.kvm = kvm or Kvm()
-        self.mem = GuestMemory(self.config.mem_mib * layout.MIB)
+        fw = self.config.firmware
+        if fw is not None and self.config.firmware_kind == FIRMWARE_EXTERNAL:
+            if len(fw) == 0 or len(fw) % (64 * layout.KIB) or len(fw) > 256 * layout.KIB:
+                raise UsageError(f"a --bios image must be 64, 128, 192 or 256 KiB, not {len(fw)} bytes")
+            self.mem = GuestMemory(self.config.mem_mib * layout.MIB,
+                                   rom_start=layout.EXT_RAM_START - len(fw), rom_writable=True)
+        else:
+            if fw is not None and len(fw) != layout.BIOS_SIZE:
+                raise UsageError(f"pykvmm's firmware image must be {layout.BIOS_SIZE} bytes, not {len(fw)}")
+            self.mem = GuestMemory(self.config.mem_mib * layout.MIB)
         self.pio = PortBus()
         self.mmio = MmioBus()
         self.serial: Sink = open_sink(self.config.serial)
-        self.sinks: list[Sink] = [self.serial]
+        self.serial2: Sink = open_sink(self.config.serial2, "--serial2")
+        self.debugcon_sink: Sink = open_sink(self.config.debugcon, "--debugcon")
+        self.sinks: list[Sink] = [self.serial, self.serial2, self.debugcon_sink]
+        self.input_pump = None
+        self.irqs_injected = 0
+        self._intr = False  # the CPU's INTR pin, as the master PIC drives it
+        self._timeout_at: int | None = None
+        self._kicker = None
         self.vm = self.kvm.create_vm()
         self.vcpu = None
         self.exit_counts: dict[str, int] = {}
@@ -112,9 +176,11 @@ class Machine:
             vm.set_memory_region(lo, hi - lo, host + lo)
         for lo, hi in mem.rom_ranges():
             vm.set_memory_region(lo, hi - lo, host + lo, readonly=True)
+        if self.config.firmware is not None:
             # The reset alias just below 4 GiB: the same backing, so the CPU's first fetch at
             # 0xFFFFFFF0 reads the firmware's reset vector.
-            vm.set_memory_region(layout.RESET_ALIAS_TOP - (hi - lo), hi - lo, host + lo, readonly=True)
+            size = layout.EXT_RAM_START - mem.rom_start
+            vm.set_memory_region(layout.RESET_ALIAS_TOP - size, size, host + mem.rom_start, readonly=True)
         if self.kvm.check_extension(K.KVM_CAP_SET_TSS_ADDR):
             vm.set_tss_addr(layout.TSS_ADDR)
         vcpu = self.vcpu = vm.create_vcpu(0)
@@ -127,12 +193,70 @@ class Machine:
             from ..kvm.stats import StatsReader
 
             self.kvm_stats = StatsReader(vcpu.stats_fd())
-        self.debug_exit = DebugExit(self._on_debug_exit)
-        self.pio.register(layout.PORT_DEBUG_EXIT, 1, self.debug_exit, "debug-exit")
-        self.uart = Uart16550(sink=self.serial)
-        self.pio.register(layout.COM1_BASE, 8, self.uart, "com1")
+        self._build_devices()
         if self.config.firmware is not None:
-            self.mem.load(self.mem.rom_ranges()[0][0], self.config.firmware)
+            self.mem.load(self.mem.rom_start, self.config.firmware)
+
+    def _build_devices(self) -> None:
+        """The PC device set, at the standard ISA ports (see layout.py)."""
+        pio, resched = self.pio, self._reschedule
+        self.debug_exit = DebugExit(self._on_debug_exit)
+        pio.register(layout.PORT_DEBUG_EXIT, 1, self.debug_exit, "debug-exit")
+        self.pic = pic = DualPic(on_int=self._on_intr)
+        pio.register(layout.PIC_MASTER, 2, pic.master, "pic-master")
+        pio.register(layout.PIC_SLAVE, 2, pic.slave, "pic-slave")
+        self.pit = Pit8254(irq0=pic.line(layout.PIT_IRQ))
+        pio.register(layout.PIT_BASE, 4, _NotifyOnWrite(self.pit, resched), "pit")
+        self.port61 = Port61(self.pit)
+        pio.register(layout.PORT_SYSCTL_B, 1, _NotifyOnWrite(self.port61, resched), "port61")
+        self.cmos = Cmos(self.mem.size, irq=pic.line(layout.RTC_IRQ))
+        pio.register(layout.CMOS_BASE, 2, _NotifyOnWrite(self.cmos, resched), "cmos")
+        self.post = PostPort()
+        pio.register(layout.PORT_POST, 1, self.post, "post")
+        self.a20 = FastA20()
+        pio.register(layout.PORT_A20, 1, self.a20, "a20")
+        self.debugcon = DebugCon(self.debugcon_sink)
+        pio.register(layout.PORT_DEBUGCON, 1, self.debugcon, "debugcon")
+        self.uart = Uart16550(sink=self.serial, irq=pic.line(layout.COM1_IRQ))
+        pio.register(layout.COM1_BASE, 8, _FeedOnRead(self.uart, self), "com1")
+        self.uart2 = Uart16550(sink=self.serial2, irq=pic.line(layout.MMIO_UART_IRQ))
+        self.mmio.register(layout.MMIO_UART_BASE, 8, self.uart2, "uart-mmio")
+
+    def _on_intr(self, level: bool) -> None:
+        self._intr = level
+        if level and self._kicker is not None and self.vcpu is not None:
+            self._kicker.wake.set()  # a HLT sleep ends; KVM_RUN is not kicked (exits come anyway)
+
+    def _reschedule(self) -> None:
+        """Point the kicker at the earliest of the timeout and the devices' deadlines."""
+        kicker = self._kicker
+        if kicker is None:
+            return
+        when = self._timeout_at
+        for d in (self.pit.deadline(), self.cmos.deadline()):
+            if d is not None and (when is None or d < when):
+                when = d
+        kicker.set_deadline(when)
+
+    def _service_interrupts(self) -> None:
+        """Inject the PIC's interrupt if the CPU can take it now, else ask for a window exit.
+
+        With a userspace irqchip, KVM_INTERRUPT is allowed only while kvm_run says
+        ready_for_interrupt_injection (IF=1 and no interrupt shadow); otherwise
+        request_interrupt_window makes KVM exit as soon as it is (KVM_EXIT_IRQ_WINDOW_OPEN).
+        """
+        run = self.vcpu.kvm_run
+        if not self.pic.has_interrupt():
+            self._intr = False
+            run.request_interrupt_window = 0
+            return
+        if run.ready_for_interrupt_injection and run.if_flag:
+            self.vcpu.interrupt(self.pic.acknowledge())
+            self.irqs_injected += 1
+            self._intr = self.pic.has_interrupt()
+            run.request_interrupt_window = 1 if self._intr else 0
+        else:
+            run.request_interrupt_window = 1
 
     def _on_debug_exit(self, value: int) -> None:
         status = value if self.config.exit_code == "plain" else ((value << 1) | 1) & 0xFF
@@ -199,18 +323,35 @@ class Machine:
         kicker = Kicker(self.vcpu)
         self._kicker = kicker
         kicker.start()
+        want_input = self.config.serial_input
+        if want_input is None:
+            want_input = self.config.serial == "stdio"
+        if want_input and self.input_pump is None:
+            from .serial_input import InputPump
+
+            try:
+                fd = os.dup(0)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                self.input_pump = InputPump(fd, kicker.kick)
+                self.input_pump.start()
         old_handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old_handlers[sig] = signal.signal(sig, self._on_signal)
         start = time.perf_counter()
         if timeout is not None:
-            kicker.set_deadline(time.monotonic_ns() + int(timeout * 1e9))
+            self._timeout_at = time.monotonic_ns() + int(timeout * 1e9)
+        self._reschedule()
         try:
             self._loop(kicker)
         finally:
             wall = time.perf_counter() - start
+            if self.input_pump is not None:
+                self.input_pump.stop()
             kicker.stop()
+            self._kicker = None
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
             self.flush()
@@ -288,17 +429,29 @@ class Machine:
                             engine.after_exit(IoIn(port, size, count, off))
                 else:
                     self.handle_exit(vcpu.decode_exit())
+                if self._intr:
+                    self._service_interrupts()
         finally:
             counts["total"] = counts.get("total", 0) + n_total
             counts["io"] = counts.get("io", 0) + n_io
 
     def _after_kick(self, kicker) -> None:
+        """A kick arrived: signals, the timeout, device time, host input."""
         for signum in kicker.take_signals():
             if signum in (signal.SIGINT, signal.SIGTERM):
                 self._on_signal(signum, None)
-        if kicker.deadline_passed:
-            kicker.deadline_passed = False
+        kicker.deadline_passed = False
+        if self._timeout_at is not None and time.monotonic_ns() >= self._timeout_at:
             self.request_stop(END_TIMEOUT, STATUS_TIMEOUT, "timeout")
+            return
+        self.pit.poll()
+        self.cmos.poll()
+        pump = self.input_pump
+        if pump is not None and (pump.pending or not pump.queue.empty()):
+            pump.feed(self.uart)
+        self._reschedule()
+        if self._intr:
+            self._service_interrupts()
 
     def handle_exit(self, ex) -> None:
         """Dispatch one exit that is not a port-IO or EINTR exit (and, for tests, any exit)."""
@@ -329,6 +482,7 @@ class Machine:
                 counts["intr"] = counts.get("intr", 0) + 1
             case X.IrqWindowOpen():
                 counts["irq_window"] = counts.get("irq_window", 0) + 1
+                self._service_interrupts()
             case X.Shutdown():
                 counts["shutdown"] = counts.get("shutdown", 0) + 1
                 self._fault(END_SHUTDOWN, "shutdown (triple fault)")
@@ -352,24 +506,30 @@ class Machine:
                 raise TypeError(f"not an exit value: {ex!r}")
 
     def _on_hlt(self) -> None:
+        """HLT: with IF=0 the run ends; with IF=1 sleep until an interrupt can be injected.
+
+        The sleep waits on the kicker's wake event, set by a device deadline, host input, a signal
+        or the PIC raising INTR, so a guest idling in ``sti; hlt`` costs no host CPU between
+        ticks.  With a userspace irqchip KVM leaves the vCPU runnable after a HLT exit: the next
+        KVM_RUN resumes after the HLT, so the interrupt is injected before re-entering.
+        """
         if not self.vcpu.sync.regs.rflags & _RFLAGS_IF:
             self.request_stop(END_HALT, 0, "HLT with interrupts disabled")
             return
-        # IF=1: nothing can wake this guest yet unless a device raises an interrupt; wait for a
-        # kick (timeout, signal) without spinning the host CPU.
-        self._wait_for_event()
-
-    def _wait_for_event(self) -> None:
-        kicker = getattr(self, "_kicker", None)
-        if kicker is None:
+        kicker = self._kicker
+        if kicker is None:  # unit tests drive handle_exit without a run
             self.request_stop(END_HALT, 0, "HLT with no interrupt source")
             return
-        while self._stop is None and not kicker.deadline_passed and not kicker.signals \
-                and not self.vcpu.immediate_exit:
-            time.sleep(0.001)
-        if self.vcpu.immediate_exit:
+        injected = self.irqs_injected
+        while self._stop is None:
+            if self._intr:
+                self._service_interrupts()
+            if self.irqs_injected != injected:
+                return  # re-enter: the guest takes the interrupt and resumes after its HLT
+            kicker.wake.wait()
+            kicker.wake.clear()
             self.vcpu.immediate_exit = 0
-        self._after_kick(kicker)
+            self._after_kick(kicker)  # polls the devices, may inject
 
     def _fault(self, end: str, why: str) -> None:
         from .report import fault_report
@@ -420,6 +580,10 @@ class Machine:
             "unclaimed": {"reads": {f"{p:#x}": n for p, n in sorted(self.pio.unclaimed_reads.items())},
                           "writes": {f"{p:#x}": n for p, n in sorted(self.pio.unclaimed_writes.items())}},
             "serial_bytes": self.serial.count,
+            "serial2_bytes": self.serial2.count,
+            "debugcon_bytes": self.debugcon_sink.count,
+            "irqs_injected": self.irqs_injected,
+            "post_codes": self.post.state(),
             "coalesce": engine.stats() if engine is not None else {"policy": "off"},
             "final_regs": self.final_regs(),
         }

@@ -21,7 +21,34 @@ def test_memory_slots_follow_the_pc_layout(machine):
     assert (0, 0xA0000, False) in regions
     assert (0x100000, 16 * 1024 * 1024 - 0x100000, False) in regions
     assert (0xF0000, 0x10000, True) in regions
-    assert (0xFFFF0000, 0x10000, True) in regions  # the reset alias below 4 GiB
+
+
+def test_firmware_is_aliased_below_4_gib_for_the_reset_vector():
+    m = Machine(MachineConfig(serial="null", firmware=b"\xf4" * 0x10000), kvm=FakeKvm())
+    try:
+        assert (0xFFFF0000, 0x10000, True) in m.vm.regions
+        assert m.mem.read(0xFFFF0, 1) == b"\xf4"
+    finally:
+        m.close()
+
+
+def test_external_bios_makes_option_rom_area_ram_and_aliases_the_image():
+    m = Machine(MachineConfig(serial="null", firmware=b"\x90" * 0x20000, firmware_kind="external"),
+                kvm=FakeKvm())
+    try:
+        assert (0xC0000, 16 * 1024 * 1024 - 0xC0000, False) in m.vm.regions
+        assert (0xFFFE0000, 0x20000, True) in m.vm.regions
+        assert m.mem.read(0xE0000, 1) == b"\x90"
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("size", [0x8000, 0x30001, 0x50000])
+def test_external_bios_of_the_wrong_size_is_refused(size):
+    from pykvmm.errors import UsageError
+
+    with pytest.raises(UsageError, match="a --bios image must be 64, 128, 192 or 256 KiB"):
+        Machine(MachineConfig(serial="null", firmware=b"\0" * size, firmware_kind="external"), kvm=FakeKvm())
 
 
 def test_out_to_uart_thr_reaches_the_serial_sink(machine):
