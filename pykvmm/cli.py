@@ -17,9 +17,6 @@ from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
 from .machine.machine import STATUS_FAULT, STATUS_USAGE, Machine, MachineConfig
 
-# Until firmware/bios.bin exists, guests start directly (as with --no-firmware).
-USE_BUILTIN_FIRMWARE_BY_DEFAULT = False
-
 EPILOG = """\
 exit status: the guest's debug-exit value v (a byte written to port 0xF4), or (v << 1) | 1 with
 --exit-code qemu; 0 when the guest halts with interrupts off; 2 for a usage error, 3 for a guest
@@ -163,8 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         image = read_guest(args.guest)
         firmware, kind = (None, "builtin") if args.no_firmware else read_firmware(args.bios)
-        if not args.bios and not args.no_firmware and not USE_BUILTIN_FIRMWARE_BY_DEFAULT:
-            firmware = None
         config = MachineConfig(mem_mib=args.mem, serial=args.serial, serial2=args.serial2,
                                debugcon=args.debugcon, exit_code=args.exit_code,
                                firmware=firmware, firmware_kind=kind)

@@ -137,3 +137,31 @@ def test_help_lists_every_option():
                          cwd=ROOT).stdout
     for opt in ("--serial", "--timeout", "--mem", "--stats", "--stats-json", "--coalesce", "--exit-code"):
         assert opt in out
+
+
+def test_bios_image_missing(capsys, tmp_path):
+    status, err = run_cli(capsys, GUEST, "--bios", str(tmp_path / "none.bin"))
+    assert status == 2
+    assert_one_line(err)
+    assert f"--bios {tmp_path / 'none.bin'} does not exist; check the path" in err
+
+
+def test_bios_image_of_the_wrong_size(capsys, tmp_path):
+    p = tmp_path / "small.bin"
+    p.write_bytes(b"\x90" * 1000)
+    status, err = run_cli(capsys, GUEST, "--bios", str(p))
+    assert status == 2
+    assert_one_line(err)
+    assert "is 1000 bytes; a firmware image must be 64, 128, 192 or 256 KiB" in err
+
+
+def test_builtin_firmware_missing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "FIRMWARE_IMAGE", tmp_path / "bios.bin")
+    status, err = run_cli(capsys, GUEST)
+    assert status == 2
+    assert "does not exist; run scripts/build_guests.py, or pass --no-firmware" in err
+
+
+def test_no_firmware_and_bios_exclude_each_other(capsys):
+    status, err = run_cli(capsys, GUEST, "--no-firmware", "--bios", "x.bin")
+    assert status == 2 and "not allowed with argument" in err
