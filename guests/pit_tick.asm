@@ -104,10 +104,11 @@ start:
     call wait_second        ; the second boundary
     jc fail
     cli
-    mov ax, [ticks]
+    mov bp, [ticks]
 
     mov si, msg_head
-    call print
+    call print              ; (print uses AL)
+    mov ax, bp
     mov bl, 10
     div bl                  ; al = tens, ah = units (the count is far below 100)
     add ax, '00'
