@@ -28,7 +28,9 @@ MASK = {8: 0xFF, 16: 0xFFFF, 32: 0xFFFFFFFF}
 SIGN = {8: 0x80, 16: 0x8000, 32: 0x80000000}
 # Shift that moves an operand's sign bit to OF (bit 11).
 OF_SHIFT = {8: "<< 4", 16: ">> 4", 32: ">> 20"}
-STATUS_CLEAR = 0xFFFFF72A  # ~(CF|PF|AF|ZF|SF|OF) within 32 bits
+# ~(CF|PF|AF|ZF|SF|OF) over the 22 defined EFLAGS bits: a one-digit int, cheap to apply.
+STATUS_CLEAR = 0x3FF72A
+HI = 22  # s[HI + r]: high half of general register r (see state.py)
 
 # Conditions of Jcc/SETcc/CMOVcc by their 4-bit code (SDM vol. 1, appendix B), over ``f``.
 COND = (
@@ -53,44 +55,66 @@ def szp_expr(w: int, r: str = "r") -> str:
     return f"(PAR[{r} & 0xFF] | (0 if {r} else 0x40) | {r} >> 24 & 0x80)"
 
 
+def r32(r: int) -> str:
+    return f"(s[{HI + r}] << 16 | s[{r}])"
+
+
+def idx_read(r: int, asz: int) -> str:
+    """An index/count register (SI DI CX ...) at the address size."""
+    return f"s[{r}]" if asz == 16 else r32(r)
+
+
 class Gen:
-    """Emits the body of one instruction's function."""
+    """Emits the body of one instruction, plus what the block assembler needs to know:
+    ``io`` (port IO), ``memio`` (memory accesses, possibly MMIO), ``writes`` (memory writes),
+    ``raises`` (may refuse), ``falls`` (IP simply advances to ``next``: the assembler emits that
+    store), ``term`` (must end a block)."""
 
     def __init__(self, ins: Insn):
         self.ins = ins
         self.lines: list[str] = []
-        self.io = False        # the function returns 1 (port IO)
-        self.memio = False     # it touches memory: it returns whether an MMIO access happened
+        self.io = False
+        self.memio = False
+        self.writes = False
+        self.falls = True
+        self.term = False
         self.next = (ins.ip + ins.length) & 0xFFFFFFFF
 
     def e(self, line: str) -> None:
-        self.lines.append("    " + line)
+        self.lines.append(line)
+
+    @property
+    def raises(self) -> bool:
+        return self.memio or self.io or any("raise" in ln or "div(" in ln for ln in self.lines)
 
     # -- registers --------------------------------------------------------------------------------
 
     @staticmethod
     def rreg(w: int, r: int) -> str:
         if w == 32:
-            return f"s[{r}]"
+            return r32(r)
         if w == 16:
-            return f"(s[{r}] & 0xFFFF)"
+            return f"s[{r}]"
         if r < 4:
             return f"(s[{r}] & 0xFF)"
-        return f"(s[{r - 4}] >> 8 & 0xFF)"
+        return f"(s[{r - 4}] >> 8)"
 
     def wreg(self, w: int, r: int, v: str) -> None:
         if w == 32:
-            self.e(f"s[{r}] = {v}")
+            self.e(f"w_ = {v}; s[{r}] = w_ & 0xFFFF; s[{HI + r}] = w_ >> 16")
         elif w == 16:
-            self.e(f"s[{r}] = s[{r}] & 0xFFFF0000 | ({v})")
+            self.e(f"s[{r}] = {v}")
         elif r < 4:
-            self.e(f"s[{r}] = s[{r}] & 0xFFFFFF00 | ({v})")
+            self.e(f"s[{r}] = s[{r}] & 0xFF00 | ({v})")
         else:
-            self.e(f"s[{r - 4}] = s[{r - 4}] & 0xFFFF00FF | ({v}) << 8")
+            self.e(f"s[{r - 4}] = s[{r - 4}] & 0xFF | ({v}) << 8")
+
+    def widx(self, r: int, asz: int, v: str) -> None:
+        self.wreg(asz, r, v)
 
     # -- memory -----------------------------------------------------------------------------------
 
-    def ea(self, n: int, var: str = "a", extra: int = 0) -> None:
+    def ea(self, n: int, var: str = "a") -> None:
         """Emit ``var = linear address`` of the ModRM memory operand for an n-byte access."""
         m = self.ins.mem
         assert m is not None
@@ -100,9 +124,10 @@ class Gen:
         self.memio = True
 
     def offset(self, m, var: str, bias: int = 0) -> None:
-        terms = [f"s[{r}]" for r in m.regs]
+        reg = (lambda r: f"s[{r}]") if m.asz == 16 else r32
+        terms = [reg(r) for r in m.regs]
         if m.index >= 0:
-            terms.append(f"(s[{m.index}] << {m.scale})" if m.scale else f"s[{m.index}]")
+            terms.append(f"({reg(m.index)} << {m.scale})" if m.scale else reg(m.index))
         disp = m.disp + bias
         if not terms:
             self.e(f"{var} = {disp & MASK[m.asz]:#x}")
@@ -124,11 +149,13 @@ class Gen:
         return f"(ifb(ram[{a}:{a} + 4], 'little') if {a} < 0x9FFFD else rd({a}))"
 
     def wmem(self, n: int, v: str, a: str = "a") -> None:
+        # Fast path: RAM below the video hole and outside the code bytes fetched in this run
+        # ([cl, ch)); anything else takes the slow path, which also notices self-modifying code.
+        self.writes = True
+        self.memio = True
         if not v.isidentifier():
             self.e(f"w_ = {v}")
             v = "w_"
-        # Fast path: RAM below the video hole and outside the code bytes fetched in this run
-        # ([cl, ch)); anything else takes the slow path, which also notices self-modifying code.
         if n == 1:
             self.e(f"if {a} < 0xA0000 and ({a} >= ch or {a} < cl): ram[{a}] = {v}")
             self.e(f"else: wb({a}, {v})")
@@ -136,13 +163,13 @@ class Gen:
             self.e(f"if {a} < 0x9FFFF and ({a} >= ch or {a} + 1 < cl): ram[{a}] = {v} & 0xFF; ram[{a} + 1] = {v} >> 8")
             self.e(f"else: ww({a}, {v})")
         else:
-            self.e(f"if {a} < 0x9FFFD and ({a} >= ch or {a} + 3 < cl): ram[{a}:{a} + 4] = ({v}).to_bytes(4, 'little')")
+            self.e(f"if {a} < 0x9FFFD and ({a} >= ch or {a} + 3 < cl): ram[{a}:{a} + 4] = {v}.to_bytes(4, 'little')")
             self.e(f"else: wd({a}, {v})")
 
     # -- r/m operands -----------------------------------------------------------------------------
 
     def rm_read(self, w: int, var: str = "x") -> None:
-        """Read the ModRM r/m operand (width w) into ``var``; memory address goes to ``a``."""
+        """Read the ModRM r/m operand (width w) into ``var``; a memory address goes to ``a``."""
         if self.ins.mod == 3:
             self.e(f"{var} = {self.rreg(w, self.ins.rm)}")
         else:
@@ -157,35 +184,40 @@ class Gen:
 
     # -- stack (SS.B=0 in plain real mode: SP, 16-bit, wraps) -------------------------------------
 
-    def push(self, n: int, v: str, sp: str = "sp") -> None:
+    def push(self, n: int, v: str) -> None:
         """Emit a push of n bytes of ``v``: checks first, then writes memory and SP."""
-        self.e(f"{sp} = (s[4] - {n}) & 0xFFFF")
-        self.e(f"if {sp} > {0x10000 - n:#x}: raise Refuse(FAULT)")
-        self.e(f"b_ = s[18] + {sp}")
+        self.e(f"sp = (s[4] - {n}) & 0xFFFF")
+        self.e(f"if sp > {0x10000 - n:#x}: raise Refuse(FAULT)")
+        self.e("b_ = s[18] + sp")
         self.wmem(n, v, "b_")
-        self.e(f"s[4] = s[4] & 0xFFFF0000 | {sp}")
-        self.memio = True
+        self.e("s[4] = sp")
 
     def pop(self, n: int, var: str) -> None:
-        """Emit ``var = pop`` without committing SP; ``self.pop_commit(n)`` does that."""
-        self.e("sp = s[4] & 0xFFFF")
+        """Emit ``var = pop`` without committing SP; ``pop_commit(n)`` does that."""
+        self.e("sp = s[4]")
         self.e(f"if sp > {0x10000 - n:#x}: raise Refuse(FAULT)")
-        self.e(f"b_ = s[18] + sp")
+        self.e("b_ = s[18] + sp")
         self.e(f"{var} = {self.rmem(n, 'b_')}")
         self.memio = True
 
     def pop_commit(self, n: int) -> None:
-        self.e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {n}) & 0xFFFF")
+        self.e(f"s[4] = (sp + {n}) & 0xFFFF")
+
+    def setip(self, expr: str) -> None:
+        """This instruction computes IP itself (a transfer of control): it ends a block."""
+        self.e(f"s[8] = {expr}")
+        self.falls = False
+        self.term = True
 
     def jump(self, target: str, w: int) -> None:
         """IP <- target.  A 16-bit operand size wraps the target to 16 bits; a 32-bit target
         beyond the CS limit is #GP (SDM JMP/CALL/RET, real-address mode)."""
         if w == 16:
-            self.e(f"s[8] = ({target}) & 0xFFFF")
+            self.setip(f"({target}) & 0xFFFF")
         else:
             self.e(f"t_ = ({target}) & 0xFFFFFFFF")
             self.e("if t_ > 0xFFFF: raise Refuse(FAULT)")
-            self.e("s[8] = t_")
+            self.setip("t_")
 
     # -- arithmetic -------------------------------------------------------------------------------
 
@@ -222,11 +254,8 @@ class Gen:
         return v & MASK[w]
 
 
-_SEG_LOADABLE = (ES, SS, DS, FS, GS)
-
-
-def compile_insn(ins: Insn) -> str:
-    """Return the source of ``def f():`` for a supported instruction, or raise Unsupported."""
+def gen_insn(ins: Insn) -> Gen:
+    """Generate the body of a supported instruction, or raise Unsupported."""
     g = Gen(ins)
     if ins.lock:
         raise Unsupported(stops.UNSUPPORTED, "LOCK prefix")
@@ -234,15 +263,57 @@ def compile_insn(ins: Insn) -> str:
         # F2/F3 select other instructions on non-string opcodes (PAUSE, TZCNT, LZCNT, SSE).
         raise Unsupported(stops.UNSUPPORTED, "REP prefix on a non-string instruction")
     _body(g, ins)
-    body = "\n".join(g.lines)
-    ret = ""
+    if g.io or g.writes or ins.is_string:
+        g.term = True  # IO, memory writes (possible self-modification) and string ops end blocks
+    return g
+
+
+def assemble(gens: list[Gen]) -> str:
+    """The source of ``def f()`` running ``gens`` in order (one instruction or a basic block).
+    It returns 2*k + io: k instructions completed, io when the last one did IO.  IP is stored
+    only where it matters: before an instruction that may refuse (so a refusal leaves IP on
+    it), on an early exit after an MMIO access, and at the end.  A refusal records in
+    ``Refuse.done`` how many instructions of the block had completed."""
+    out = ["def f(s=s, ram=ram):"]
+    k = len(gens)
+    anymem = any(g.memio for g in gens)
+    anyraise = any(g.raises for g in gens)
+    ind = "    "
+    if anymem:
+        out.append(ind + "z_ = io[0]")
+    if anyraise and k > 1:
+        out.append(ind + "try:")
+        ind = "        "
+    for i, g in enumerate(gens):
+        if i > 0 and g.raises:
+            out.append(f"{ind}s[8] = {g.ins.ip:#x}")
+        for ln in g.lines:
+            # a string instruction's early "return" (count already 0) completes i + 1 insns
+            out.append(ind + ln.replace("return", f"return {2 * (i + 1)}"))
+        last = i == k - 1
+        if g.falls:
+            if last:
+                out.append(f"{ind}s[8] = {g.next:#x}")
+        if not last and g.memio:
+            out.append(f"{ind}if io[0] != z_: s[8] = {g.next:#x}; return {2 * (i + 1) + 1}")
+    g = gens[-1]
     if g.io:
-        ret = "\n    return 1"
+        out.append(f"{ind}return {2 * k + 1}")
     elif g.memio:
-        # a memory access may have gone to MMIO: report it (io[0] counts MMIO accesses)
-        body = "    z_ = io[0]\n" + body
-        ret = "\n    return io[0] != z_"
-    return f"def f(s=s, ram=ram):\n{body}{ret}\n"
+        out.append(f"{ind}return {2 * k} + (io[0] != z_)")
+    else:
+        out.append(f"{ind}return {2 * k}")
+    if anyraise and k > 1:
+        idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
+        out.append("    except Refuse as r_:")
+        out.append(f"        r_.done = {idx!r}[s[8]]")
+        out.append("        raise")
+    return "\n".join(out) + "\n"
+
+
+def compile_insn(ins: Insn) -> str:
+    """Source of the single-instruction function (tests and debugging use this)."""
+    return assemble([gen_insn(ins)])
 
 
 def _body(g: Gen, ins: Insn) -> None:
@@ -273,7 +344,6 @@ def _body(g: Gen, ins: Insn) -> None:
             e(f"y = {ins.imm & MASK[w]:#x}")
             if g.alu(alu_op, w):
                 g.wreg(w, 0, "r")
-        e(f"s[8] = {nxt:#x}")
         return
     if 0x80 <= op <= 0x83:
         w = 8 if op in (0x80, 0x82) else osz
@@ -281,10 +351,9 @@ def _body(g: Gen, ins: Insn) -> None:
         e(f"y = {g.imm_w(w, op == 0x83):#x}")
         if g.alu(ins.reg, w):
             g.rm_write(w, "r")
-        e(f"s[8] = {nxt:#x}")
         return
 
-    # ---- segment pushes/pops and prefixes-as-opcodes ----
+    # ---- segment pushes/pops ----
     if op in (0x06, 0x0E, 0x16, 0x1E, 0x0FA0, 0x0FA8):
         seg = {0x06: ES, 0x0E: CS, 0x16: SS, 0x1E: DS, 0x0FA0: FS, 0x0FA8: GS}[op]
         if osz == 32:
@@ -295,20 +364,18 @@ def _body(g: Gen, ins: Insn) -> None:
             e("if sp > 0xFFFC: raise Refuse(FAULT)")
             e("b_ = s[18] + sp")
             g.wmem(2, f"s[{10 + seg}]", "b_")
-            e("s[4] = s[4] & 0xFFFF0000 | sp")
-            g.memio = True
+            e("s[4] = sp")
         else:
             g.push(2, f"s[{10 + seg}]")
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0x07, 0x1F, 0x0FA1, 0x0FA9):
         seg = {0x07: ES, 0x1F: DS, 0x0FA1: FS, 0x0FA9: GS}[op]
         n = osz // 8
         g.pop(n, "v")
         e("v &= 0xFFFF")
+        # real mode: loading a selector loads base = selector * 16 (SDM vol. 3, 20.1.1)
         e(f"s[{10 + seg}] = v; s[{16 + seg}] = v << 4")
         g.pop_commit(n)
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0x17:
         raise Unsupported(stops.SHADOW, "pop ss")
@@ -319,7 +386,6 @@ def _body(g: Gen, ins: Insn) -> None:
         e(f"x = {g.rreg(osz, r)}")
         _incdec(g, op >= 0x48, osz)
         g.wreg(osz, r, "r")
-        e(f"s[8] = {nxt:#x}")
         return
     # ---- PUSH/POP reg ----
     if 0x50 <= op <= 0x57:
@@ -327,83 +393,74 @@ def _body(g: Gen, ins: Insn) -> None:
         # PUSH SP pushes SP as it was before the push (80286 and later, SDM PUSH).
         e(f"v = {g.rreg(osz, op & 7)}")
         g.push(n, "v")
-        e(f"s[8] = {nxt:#x}")
         return
     if 0x58 <= op <= 0x5F:
         n = osz // 8
         g.pop(n, "v")
         g.pop_commit(n)
         g.wreg(osz, op & 7, "v")  # POP SP: the popped value wins over the increment
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0x60:  # PUSHA/PUSHAD: AX CX DX BX (original) SP BP SI DI
         n = osz // 8
-        e("sp = s[4] & 0xFFFF")
+        e("sp = s[4]")
         e(f"if sp < {8 * n}: raise Refuse(FAULT)")  # would wrap around the segment: not ours
         e(f"b_ = s[18] + sp - {8 * n}")
-        e("if not (b_ >= ch or b_ + {0} <= cl) or b_ + {0} > 0xA0000: chk(b_, {0}, True)".format(8 * n))
         e(f"vals = [{', '.join(g.rreg(osz, r) for r in (7, 6, 5, 4, 3, 2, 1, 0))}]")
         e(f"wblk(b_, vals, {n})")
-        e(f"s[4] = s[4] & 0xFFFF0000 | (sp - {8 * n})")
-        e(f"s[8] = {nxt:#x}")
-        g.memio = True
+        e(f"s[4] = sp - {8 * n}")
+        g.memio = g.writes = True
         return
     if op == 0x61:  # POPA/POPAD: DI SI BP (skipped) BX DX CX AX
         n = osz // 8
-        e("sp = s[4] & 0xFFFF")
+        e("sp = s[4]")
         e(f"if sp > {0x10000 - 8 * n:#x}: raise Refuse(FAULT)")
         e("vals = rblk(s[18] + sp, 8, %d)" % n)
         for k, r in enumerate((7, 6, 5, None, 3, 2, 1, 0)):
             if r is not None:
                 g.wreg(osz, r, f"vals[{k}]")
-        e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {8 * n}) & 0xFFFF")
-        e(f"s[8] = {nxt:#x}")
+        e(f"s[4] = (sp + {8 * n}) & 0xFFFF")
         g.memio = True
         return
     if op in (0x68, 0x6A):
         n = osz // 8
         g.push(n, f"{g.imm_w(osz, op == 0x6A):#x}")
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0x69, 0x6B, 0x0FAF):  # IMUL r, r/m(, imm)
         g.rm_read(osz, "x")
         y = f"{g.imm_w(osz, op == 0x6B):#x}" if op != 0x0FAF else g.rreg(osz, ins.reg)
         e(f"r, s[9] = imul_trunc(x, {y}, {osz}, s[9])")
         g.wreg(osz, ins.reg, "r")
-        e(f"s[8] = {nxt:#x}")
         return
 
     # ---- Jcc short / near, JCXZ, LOOPs, JMP, CALL, RET ----
     if 0x70 <= op <= 0x7F or 0x0F80 <= op <= 0x0F8F:
         if op < 0x100:
             rel = ins.imm - 256 if ins.imm & 0x80 else ins.imm
-            w = osz
         else:
-            w = osz
             rel = ins.imm - (1 << osz) if ins.imm >> (osz - 1) else ins.imm
-        target = (nxt + rel) & (0xFFFF if w == 16 else 0xFFFFFFFF)
+        target = (nxt + rel) & (0xFFFF if osz == 16 else 0xFFFFFFFF)
         e("f = s[9]")
-        if w == 32 and target > 0xFFFF:
+        if target > 0xFFFF:
             e(f"if {COND[op & 15]}: raise Refuse(FAULT)")
-            e(f"s[8] = {nxt:#x}")
+            g.setip(f"{nxt:#x}")
         else:
-            e(f"s[8] = {target:#x} if {COND[op & 15]} else {nxt:#x}")
+            g.setip(f"{target:#x} if {COND[op & 15]} else {nxt:#x}")
         return
     if op in (0xE0, 0xE1, 0xE2, 0xE3):
         rel = ins.imm - 256 if ins.imm & 0x80 else ins.imm
         target = (nxt + rel) & (0xFFFF if osz == 16 else 0xFFFFFFFF)
-        cm = 0xFFFF if ins.asz == 16 else 0xFFFFFFFF  # CX or ECX by the address size (SDM LOOP)
+        asz = ins.asz  # CX or ECX by the address size (SDM LOOP)
         if op == 0xE3:
-            e(f"c = s[1] & {cm:#x}")
+            e(f"c = {idx_read(1, asz)}")
             cond = "c == 0"
         else:
-            e(f"c = (s[1] - 1) & {cm:#x}")
+            e(f"c = ({idx_read(1, asz)} - 1) & {MASK[asz]:#x}")
             cond = {0xE0: "c and not s[9] & 0x40", 0xE1: "c and s[9] & 0x40", 0xE2: "c"}[op]
         if target > 0xFFFF:
             e(f"if {cond}: raise Refuse(FAULT)")
         if op != 0xE3:
-            e(f"s[1] = s[1] & {0xFFFFFFFF ^ cm:#x} | c")
-        e(f"s[8] = {target:#x} if {cond} else {nxt:#x}")
+            g.wreg(asz, 1, "c")
+        g.setip(f"{target:#x} if {cond} else {nxt:#x}")
         return
     if op in (0xEB, 0xE9):
         if op == 0xEB:
@@ -418,26 +475,25 @@ def _body(g: Gen, ins: Insn) -> None:
         if target > 0xFFFF:
             raise Unsupported(stops.FAULT, "call target beyond the CS limit")
         g.push(osz // 8, f"{nxt:#x}")
-        e(f"s[8] = {target:#x}")
+        g.setip(f"{target:#x}")
         return
     if op in (0xC3, 0xC2):
         n = osz // 8
         g.pop(n, "v")
         if osz == 32:
             e("if v > 0xFFFF: raise Refuse(FAULT)")
-        e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {n + (ins.imm if op == 0xC2 else 0)}) & 0xFFFF")
-        e("s[8] = v")
+        e(f"s[4] = (sp + {n + (ins.imm if op == 0xC2 else 0)}) & 0xFFFF")
+        g.setip("v")
         return
     if op == 0xC9:  # LEAVE: SP <- BP, then pop BP
         n = osz // 8
-        e("sp = s[5] & 0xFFFF")
+        e("sp = s[5]")
         e(f"if sp > {0x10000 - n:#x}: raise Refuse(FAULT)")
         e("b_ = s[18] + sp")
         e(f"v = {g.rmem(n, 'b_')}")
         g.memio = True
-        e(f"s[4] = s[4] & 0xFFFF0000 | (sp + {n}) & 0xFFFF")
+        e(f"s[4] = (sp + {n}) & 0xFFFF")
         g.wreg(osz, 5, "v")
-        e(f"s[8] = {nxt:#x}")
         return
 
     # ---- TEST, XCHG, MOV ----
@@ -450,7 +506,6 @@ def _body(g: Gen, ins: Insn) -> None:
             e(f"x = {g.rreg(w, 0)}")
             e(f"y = {ins.imm & MASK[w]:#x}")
         g.alu(4, w)
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0x86, 0x87):
         w = 8 if op == 0x86 else osz
@@ -458,33 +513,31 @@ def _body(g: Gen, ins: Insn) -> None:
         e(f"y = {g.rreg(w, ins.reg)}")
         g.rm_write(w, "y")
         g.wreg(w, ins.reg, "x")
-        e(f"s[8] = {nxt:#x}")
         return
     if 0x91 <= op <= 0x97:
         r = op & 7
         e(f"x = {g.rreg(osz, 0)}; y = {g.rreg(osz, r)}")
         g.wreg(osz, 0, "y")
         g.wreg(osz, r, "x")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0x90:
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0x88, 0x89):
         w = 8 if op == 0x88 else osz
-        e(f"v = {g.rreg(w, ins.reg)}")
         if mod == 3:
-            g.wreg(w, ins.rm, "v")
+            g.wreg(w, ins.rm, g.rreg(w, ins.reg))
         else:
+            e(f"v = {g.rreg(w, ins.reg)}")
             g.ea(w // 8)
             g.wmem(w // 8, "v")
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0x8A, 0x8B):
         w = 8 if op == 0x8A else osz
-        g.rm_read(w, "v")
-        g.wreg(w, ins.reg, "v")
-        e(f"s[8] = {nxt:#x}")
+        if mod == 3:
+            g.wreg(w, ins.reg, g.rreg(w, ins.rm))
+        else:
+            g.rm_read(w, "v")
+            g.wreg(w, ins.reg, "v")
         return
     if op == 0x8C:  # MOV r/m16, Sreg
         if ins.reg > 5:
@@ -495,7 +548,6 @@ def _body(g: Gen, ins: Insn) -> None:
         else:
             g.ea(2)
             g.wmem(2, f"s[{10 + ins.reg}]")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0x8E:  # MOV Sreg, r/m16
         if ins.reg == SS:
@@ -504,14 +556,12 @@ def _body(g: Gen, ins: Insn) -> None:
             raise Unsupported(stops.FAULT, "mov to cs or to no segment register (#UD)")
         g.rm_read(16, "v")
         e(f"s[{10 + ins.reg}] = v; s[{16 + ins.reg}] = v << 4")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0x8D:  # LEA: the offset, no access
         if mod == 3:
             raise Unsupported(stops.FAULT, "lea with a register operand (#UD)")
         g.offset(ins.mem, "o")
         g.wreg(osz, ins.reg, f"o & {MASK[osz]:#x}" if ins.asz > osz else "o")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0x8F:  # POP r/m
         if ins.reg != 0:
@@ -527,7 +577,6 @@ def _body(g: Gen, ins: Insn) -> None:
             g.ea(n)
             g.wmem(n, "v")
             g.pop_commit(n)
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0xC6, 0xC7):
         if ins.reg != 0:
@@ -539,12 +588,10 @@ def _body(g: Gen, ins: Insn) -> None:
         else:
             g.ea(w // 8)
             g.wmem(w // 8, v)
-        e(f"s[8] = {nxt:#x}")
         return
     if 0xB0 <= op <= 0xBF:
         w = 8 if op < 0xB8 else osz
         g.wreg(w, op & 7, f"{ins.imm & MASK[w]:#x}")
-        e(f"s[8] = {nxt:#x}")
         return
     if 0xA0 <= op <= 0xA3:  # MOV acc <-> moffs: the offset has the address size
         w = 8 if op in (0xA0, 0xA2) else osz
@@ -560,7 +607,6 @@ def _body(g: Gen, ins: Insn) -> None:
             g.wreg(w, 0, "v")
         else:
             g.wmem(n, g.rreg(w, 0))
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0xC4, 0xC5):  # LES/LDS: offset then selector
         if mod == 3:
@@ -573,50 +619,41 @@ def _body(g: Gen, ins: Insn) -> None:
         seg = ES if op == 0xC4 else DS
         g.wreg(osz, ins.reg, "v")
         e(f"s[{10 + seg}] = sel; s[{16 + seg}] = sel << 4")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0xD7:  # XLAT: AL <- [seg:(E)BX + AL]
         seg = ins.seg if ins.seg >= 0 else DS
-        am = 0xFFFF if ins.asz == 16 else 0xFFFFFFFF
-        e(f"o = (s[3] + (s[0] & 0xFF)) & {am:#x}")
+        e(f"o = ({idx_read(3, ins.asz)} + (s[0] & 0xFF)) & {MASK[ins.asz]:#x}")
         g.limit("o", 1)
         e(f"a = s[{16 + seg}] + o")
         g.memio = True
         e(f"v = {g.rmem(1)}")
         g.wreg(8, 0, "v")
-        e(f"s[8] = {nxt:#x}")
         return
 
     # ---- conversions and flag instructions ----
     if op == 0x98:
         if osz == 16:  # CBW
-            e("v = s[0] & 0xFF; v = v | 0xFF00 if v & 0x80 else v")
-            g.wreg(16, 0, "v")
+            e("v = s[0] & 0xFF; s[0] = v | 0xFF00 if v & 0x80 else v")
         else:  # CWDE
-            e("v = s[0] & 0xFFFF; s[0] = v | 0xFFFF0000 if v & 0x8000 else v")
-        e(f"s[8] = {nxt:#x}")
+            e(f"s[{HI}] = 0xFFFF if s[0] & 0x8000 else 0")
         return
     if op == 0x99:
         if osz == 16:  # CWD
-            g.wreg(16, 2, "(0xFFFF if s[0] & 0x8000 else 0)")
+            e("s[2] = 0xFFFF if s[0] & 0x8000 else 0")
         else:  # CDQ
-            e("s[2] = 0xFFFFFFFF if s[0] & 0x80000000 else 0")
-        e(f"s[8] = {nxt:#x}")
+            e(f"s[2] = s[{HI + 2}] = 0xFFFF if s[{HI}] & 0x8000 else 0")
         return
     if op == 0x9E:  # SAHF: SF ZF AF PF CF <- AH
-        e("s[9] = s[9] & 0xFFFFFF2A | s[0] >> 8 & 0xD5")
-        e(f"s[8] = {nxt:#x}")
+        e("s[9] = s[9] & 0x3FFF2A | s[0] >> 8 & 0xD5")
         return
     if op == 0x9F:  # LAHF: AH <- flags bits 0-7 (bit 1 reads as 1)
-        e("s[0] = s[0] & 0xFFFF00FF | (s[9] & 0xD5 | 2) << 8")
-        e(f"s[8] = {nxt:#x}")
+        e("s[0] = s[0] & 0xFF | (s[9] & 0xD5 | 2) << 8")
         return
     if op == 0x9C:  # PUSHF(D): VM and RF are pushed as 0 (SDM PUSHF)
         if osz == 16:
             g.push(2, "s[9] & 0xFFFF")
         else:
             g.push(4, "s[9] & 0x00FCFFFF")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0x9D:  # POPF(D)
         n = osz // 8
@@ -624,7 +661,7 @@ def _body(g: Gen, ins: Insn) -> None:
         # Real mode is privilege level 0: every flag in 0x7FD5 (and AC, ID for POPFD) loads;
         # bit 1 reads 1, bits 3 5 15 read 0; VM VIP VIF and the upper half stay; RF clears.
         if osz == 16:
-            e("nf = s[9] & 0xFFFF0000 | v & 0x7FD5 | 2")
+            e("nf = s[9] & 0x3F0000 | v & 0x7FD5 | 2")
         else:
             e("nf = s[9] & 0x001A0000 | v & 0x00247FD5 | 2")
         # Setting TF starts single-stepping and setting IF opens the interrupt window: both are
@@ -633,13 +670,11 @@ def _body(g: Gen, ins: Insn) -> None:
         e("if nf & ~s[9] & 0x200: raise Refuse(IRQ_WINDOW)")
         e("s[9] = nf")
         g.pop_commit(n)
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0xF5, 0xF8, 0xF9, 0xFA, 0xFC, 0xFD):
-        expr = {0xF5: "s[9] ^ 1", 0xF8: "s[9] & ~1", 0xF9: "s[9] | 1", 0xFA: "s[9] & ~0x200",
-                0xFC: "s[9] & ~0x400", 0xFD: "s[9] | 0x400"}[op]
+        expr = {0xF5: "s[9] ^ 1", 0xF8: "s[9] & 0x3FFFFE", 0xF9: "s[9] | 1",
+                0xFA: "s[9] & 0x3FFDFF", 0xFC: "s[9] & 0x3FFBFF", 0xFD: "s[9] | 0x400"}[op]
         e(f"s[9] = {expr}")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0xFB:
         raise Unsupported(stops.SHADOW, "sti")
@@ -647,12 +682,14 @@ def _body(g: Gen, ins: Insn) -> None:
     # ---- shifts and rotates ----
     if op in (0xC0, 0xC1, 0xD0, 0xD1, 0xD2, 0xD3):
         w = 8 if op in (0xC0, 0xD0, 0xD2) else osz
-        cnt = {0xC0: str(ins.imm), 0xC1: str(ins.imm), 0xD0: "1", 0xD1: "1", 0xD2: "s[1] & 0xFF",
-               0xD3: "s[1] & 0xFF"}[op]
         g.rm_read(w, "x")
-        e(f"r, s[9] = shift({ins.reg}, x, {cnt}, {w}, s[9])")
+        if op in (0xD0, 0xD1) and ins.reg in (0, 1, 4, 5, 6, 7):
+            _shift1(g, ins.reg, w)
+        else:
+            cnt = {0xC0: str(ins.imm), 0xC1: str(ins.imm), 0xD0: "1", 0xD1: "1",
+                   0xD2: "s[1] & 0xFF", 0xD3: "s[1] & 0xFF"}[op]
+            e(f"r, s[9] = shift({ins.reg}, x, {cnt}, {w}, s[9])")
         g.rm_write(w, "r")
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0x0FA4, 0x0FA5, 0x0FAC, 0x0FAD):
         cnt = str(ins.imm) if op in (0x0FA4, 0x0FAC) else "s[1] & 0xFF"
@@ -660,7 +697,6 @@ def _body(g: Gen, ins: Insn) -> None:
         g.rm_read(osz, "x")
         e(f"r, s[9] = {fn}(x, {g.rreg(osz, ins.reg)}, {cnt}, {osz}, s[9])")
         g.rm_write(osz, "r")
-        e(f"s[8] = {nxt:#x}")
         return
 
     # ---- group 3 (F6/F7), group 4/5 (FE/FF) ----
@@ -691,12 +727,11 @@ def _body(g: Gen, ins: Insn) -> None:
             e(f"qr = div({dividend}, x, {w}, {reg == 7}, s[9])")
             e("if qr is None: raise Refuse(FAULT, 'divide error')")
             if w == 8:
-                e("s[0] = s[0] & 0xFFFF0000 | qr[1] << 8 | qr[0]")
+                e("s[0] = qr[1] << 8 | qr[0]")
             else:
                 g.wreg(w, 0, "qr[0]")
                 g.wreg(w, 2, "qr[1]")
             e("s[9] = qr[2]")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0xFE or (op == 0xFF and ins.reg in (0, 1)):
         if op == 0xFE and ins.reg > 1:
@@ -705,7 +740,6 @@ def _body(g: Gen, ins: Insn) -> None:
         g.rm_read(w, "x")
         _incdec(g, ins.reg == 1, w)
         g.rm_write(w, "r")
-        e(f"s[8] = {nxt:#x}")
         return
     if op == 0xFF:
         reg = ins.reg
@@ -718,17 +752,14 @@ def _body(g: Gen, ins: Insn) -> None:
         n = osz // 8
         if reg == 6:  # PUSH r/m: read first, then push
             g.rm_read(osz, "v")
-            if mod != 3:
-                e(f"a1 = (s[4] - {n}) & 0xFFFF")
             g.push(n, "v")
-            e(f"s[8] = {nxt:#x}")
             return
         g.rm_read(osz, "v")
         if osz == 32:
             e("if v > 0xFFFF: raise Refuse(FAULT)")
         if reg == 2:  # CALL near indirect
             g.push(n, f"{nxt:#x}")
-        e("s[8] = v")
+        g.setip("v")
         return
 
     # ---- 0F: MOVZX/MOVSX, SETcc, CMOVcc, bit tests and scans ----
@@ -738,10 +769,7 @@ def _body(g: Gen, ins: Insn) -> None:
         if op >= 0x0FBE:
             e(f"v = v - {1 << sw} if v & {SIGN[sw]:#x} else v")
             e(f"v &= {MASK[osz]:#x}")
-        elif sw == 16 and osz == 16:
-            pass
         g.wreg(osz, ins.reg, "v")
-        e(f"s[8] = {nxt:#x}")
         return
     if 0x0F90 <= op <= 0x0F9F:
         e("f = s[9]")
@@ -751,26 +779,20 @@ def _body(g: Gen, ins: Insn) -> None:
         else:
             g.ea(1)
             g.wmem(1, "v")
-        e(f"s[8] = {nxt:#x}")
         return
     if 0x0F40 <= op <= 0x0F4F:
         g.rm_read(osz, "v")  # the source is read (and can fault) whatever the condition
         e("f = s[9]")
-        e(f"if {COND[op & 15]}:")
-        e(f"    {g.rreg(osz, ins.reg) if False else ''}pass")
-        g.lines.pop()
         if osz == 32:
-            e(f"    s[{ins.reg}] = v")
+            e(f"if {COND[op & 15]}: s[{ins.reg}] = v & 0xFFFF; s[{HI + ins.reg}] = v >> 16")
         else:
-            e(f"    s[{ins.reg}] = s[{ins.reg}] & 0xFFFF0000 | v")
-        e(f"s[8] = {nxt:#x}")
+            e(f"if {COND[op & 15]}: s[{ins.reg}] = v")
         return
     if op in (0x0FBC, 0x0FBD):
         g.rm_read(osz, "x")
         fn = "bsf" if op == 0x0FBC else "bsr"
         e(f"r, s[9] = {fn}(x, {g.rreg(osz, ins.reg)}, s[9])")
         g.wreg(osz, ins.reg, "r")
-        e(f"s[8] = {nxt:#x}")
         return
     if op in (0x0FA3, 0x0FAB, 0x0FB3, 0x0FBB, 0x0FBA):
         if op == 0x0FBA:
@@ -786,14 +808,13 @@ def _body(g: Gen, ins: Insn) -> None:
         else:
             kind = {0x0FA3: 0, 0x0FAB: 1, 0x0FB3: 2, 0x0FBB: 3}[op]
             e(f"k = {g.rreg(osz, ins.reg)}")
+            bit = f"(k & {osz - 1})"
             if mod == 3:
-                bit = f"(k & {osz - 1})"
                 e(f"x = {g.rreg(osz, ins.rm)}")
             else:
                 # BT with a register bit offset addresses memory beyond the operand: the offset
                 # is signed and selects the word/dword at ea + (offset >> log2 width) * size
                 # (SDM BT, "bit base, bit offset").
-                bit = f"(k & {osz - 1})"
                 m = ins.mem
                 g.offset(m, "o")
                 sh = 4 if osz == 16 else 5
@@ -810,24 +831,21 @@ def _body(g: Gen, ins: Insn) -> None:
                 g.wreg(osz, ins.rm, "r")
             else:
                 g.wmem(osz // 8, "r")
-        e("s[9] = s[9] & ~1 | c")  # only CF changes on this host (see alu.py)
-        e(f"s[8] = {nxt:#x}")
+        e("s[9] = s[9] & 0x3FFFFE | c")  # only CF changes on this host (see alu.py)
         return
 
     # ---- port IO ----
     if op in (0xE4, 0xE5, 0xEC, 0xED):
         w = 8 if op in (0xE4, 0xEC) else osz
-        port = f"{ins.imm:#x}" if op < 0xEC else "s[2] & 0xFFFF"
+        port = f"{ins.imm:#x}" if op < 0xEC else "s[2]"
         e(f"v = pio_read({port}, {w // 8})")
         g.wreg(w, 0, f"v & {MASK[w]:#x}")
-        e(f"s[8] = {nxt:#x}")
         g.io = True
         return
     if op in (0xE6, 0xE7, 0xEE, 0xEF):
         w = 8 if op in (0xE6, 0xEE) else osz
-        port = f"{ins.imm:#x}" if op < 0xEE else "s[2] & 0xFFFF"
+        port = f"{ins.imm:#x}" if op < 0xEE else "s[2]"
         e(f"pio_write({port}, {w // 8}, {g.rreg(w, 0)})")
-        e(f"s[8] = {nxt:#x}")
         g.io = True
         return
 
@@ -843,6 +861,28 @@ def _body(g: Gen, ins: Insn) -> None:
     raise Unsupported(stops.UNSUPPORTED, ins.mnemonic)
 
 
+def _shift1(g: Gen, op: int, w: int) -> None:
+    """Shifts and rotates by 1, inlined (the common case; alu.shift has the general rules)."""
+    e = g.e
+    M, msb = MASK[w], w - 1
+    szp = szp_expr(w)
+    if op in (4, 6):  # SHL: CF = old MSB, OF = new MSB XOR CF
+        e(f"r = x << 1 & {M:#x}; c = x >> {msb}")
+        e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | c | (r >> {msb} ^ c) << 11 | 0x10")
+    elif op == 5:  # SHR: CF = old bit 0, OF = old MSB
+        e("r = x >> 1")
+        e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | (x >> {msb}) << 11 | 0x10")
+    elif op == 7:  # SAR: the sign stays; OF = 0
+        e(f"r = x >> 1 | x & {SIGN[w]:#x}")
+        e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | 0x10")
+    elif op == 0:  # ROL: CF = new bit 0, OF = new MSB XOR CF; SF ZF AF PF unchanged
+        e(f"r = (x << 1 | x >> {msb}) & {M:#x}; c = r & 1")
+        e(f"s[9] = s[9] & 0x3FF7FE | c | (r >> {msb} ^ c) << 11")
+    else:  # ROR: CF = new MSB, OF = XOR of the two top bits
+        e(f"r = x >> 1 | (x & 1) << {msb}; c = r >> {msb}")
+        e(f"s[9] = s[9] & 0x3FF7FE | c | (c ^ r >> {msb - 1} & 1) << 11")
+
+
 def _incdec(g: Gen, dec: bool, w: int) -> None:
     """INC/DEC: CF unchanged; OF when the result crosses the signed boundary; AF on a carry or
     borrow through bit 3 (SDM INC/DEC)."""
@@ -854,7 +894,7 @@ def _incdec(g: Gen, dec: bool, w: int) -> None:
     else:
         e(f"r = (x + 1) & {M:#x}")
         ofc = f"0x800 if r == {SB:#x} else 0"
-    e(f"s[9] = s[9] & 0xFFFFF72B | {szp_expr(w)} | (x ^ r) & 0x10 | ({ofc})")
+    e(f"s[9] = s[9] & 0x3FF72B | {szp_expr(w)} | (x ^ r) & 0x10 | ({ofc})")
 
 
 def _string(g: Gen, ins: Insn) -> None:
@@ -867,25 +907,27 @@ def _string(g: Gen, ins: Insn) -> None:
     nxt = g.next
     w = 8 if op & 1 == 0 else ins.osz
     n = w // 8
-    am = 0xFFFF if ins.asz == 16 else 0xFFFFFFFF
-    keep = 0xFFFFFFFF ^ am
+    asz = ins.asz
+    am = MASK[asz]
     src_seg = ins.seg if ins.seg >= 0 else DS
     rep = ins.rep
+    g.falls = False
+    g.term = True
     if rep:
-        e(f"c = s[1] & {am:#x}")
+        e(f"c = {idx_read(1, asz)}")
         e(f"if c == 0: s[8] = {nxt:#x}; return")
     # DF selects the direction (SDM MOVS: decrement when DF=1).
     e(f"d = -{n} if s[9] & 0x400 else {n}")
     reads_src = op in (0xA4, 0xA5, 0xA6, 0xA7, 0xAC, 0xAD, 0x6E, 0x6F)
     uses_dst = op in (0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAE, 0xAF, 0x6C, 0x6D)
     if reads_src:
-        e(f"si = s[6] & {am:#x}")
-        if n > 1 or ins.asz == 32:
+        e(f"si = {idx_read(6, asz)}")
+        if n > 1 or asz == 32:
             e(f"if si > {0x10000 - n:#x}: raise Refuse(FAULT)")
         e(f"a = s[{16 + src_seg}] + si")
     if uses_dst:
-        e(f"di = s[7] & {am:#x}")
-        if n > 1 or ins.asz == 32:
+        e(f"di = {idx_read(7, asz)}")
+        if n > 1 or asz == 32:
             e(f"if di > {0x10000 - n:#x}: raise Refuse(FAULT)")
         e("b_ = s[16] + di")
     g.memio = True
@@ -908,20 +950,20 @@ def _string(g: Gen, ins: Insn) -> None:
         g.alu(7, w)
     elif op in (0x6C, 0x6D):  # INS: the port is read only once the destination is known good
         e(f"if not (b_ + {n} <= 0xA0000 and (b_ >= ch or b_ + {n} <= cl)): chk(b_, {n}, True)")
-        e(f"v = pio_read(s[2] & 0xFFFF, {n})")
+        e(f"v = pio_read(s[2], {n})")
         g.wmem(n, "v", "b_")
         g.io = True
     else:  # OUTS
         e(f"v = {g.rmem(n)}")
-        e(f"pio_write(s[2] & 0xFFFF, {n}, v)")
+        e(f"pio_write(s[2], {n}, v)")
         g.io = True
     if reads_src:
-        e(f"s[6] = s[6] & {keep:#x} | (si + d) & {am:#x}")
+        g.wreg(asz, 6, f"(si + d) & {am:#x}")
     if uses_dst:
-        e(f"s[7] = s[7] & {keep:#x} | (di + d) & {am:#x}")
+        g.wreg(asz, 7, f"(di + d) & {am:#x}")
     if rep:
         e(f"c = (c - 1) & {am:#x}")
-        e(f"s[1] = s[1] & {keep:#x} | c")
+        g.wreg(asz, 1, "c")
         if op in (0xA6, 0xA7, 0xAE, 0xAF):
             # REPE (F3) goes on while ZF=1, REPNE (F2) while ZF=0 (SDM REP/REPE/REPNE)
             zf = "s[9] & 0x40" if rep == 0xF3 else "not s[9] & 0x40"

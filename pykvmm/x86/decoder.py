@@ -80,11 +80,13 @@ class MemOperand:
         self.seg, self.regs, self.index, self.scale, self.disp, self.asz = seg, regs, index, scale, disp, asz
 
     def offset(self, s: list[int]) -> int:
+        """The offset with the register state ``s`` (a CpuState.s list)."""
         o = self.disp
+        wide = self.asz == 32
         for r in self.regs:
-            o += s[r]
+            o += s[r] | (s[22 + r] << 16 if wide else 0)
         if self.index >= 0:
-            o += s[self.index] << self.scale
+            o += (s[self.index] | (s[22 + self.index] << 16 if wide else 0)) << self.scale
         return o & (0xFFFF if self.asz == 16 else 0xFFFFFFFF)
 
 
@@ -97,7 +99,7 @@ class Insn:
 
     __slots__ = ("bytes", "length", "ip", "mnemonic", "op", "prefixes", "osz", "asz", "seg", "rep",
                  "lock", "mod", "reg", "rm", "mem", "imm", "imm2", "is_pio", "is_string",
-                 "supported", "reason", "detail", "fn", "source")
+                 "supported", "reason", "detail", "fn", "source", "gen")
 
     def __init__(self) -> None:
         self.supported = True
@@ -105,6 +107,7 @@ class Insn:
         self.detail = ""
         self.fn = None
         self.source = ""
+        self.gen = None
         self.mem: MemOperand | None = None
         self.seg = -1
         self.rep = 0
@@ -137,13 +140,13 @@ class Insn:
             m = self.mem
             out.append((s[16 + m.seg] + m.offset(s), size))
         if self.is_string:
-            am = 0xFFFF if self.asz == 16 else 0xFFFFFFFF
+            hi = 16 if self.asz == 32 else 32  # shifts the high halves away for 16-bit addressing
             n = 1 if self.op & 1 == 0 else size
             if self.op in (0xA4, 0xA5, 0xA6, 0xA7, 0xAC, 0xAD, 0x6E, 0x6F):
                 seg = self.seg if self.seg >= 0 else DS
-                out.append((s[16 + seg] + (s[6] & am), n))
+                out.append((s[16 + seg] + (s[6] | (s[28] << hi & 0xFFFF0000)), n))
             if self.op in (0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAE, 0xAF, 0x6C, 0x6D):
-                out.append((s[16 + ES] + (s[7] & am), n))
+                out.append((s[16 + ES] + (s[7] | (s[29] << hi & 0xFFFF0000)), n))
         return out
 
     def operand_bytes(self) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..machine.memory import RAM, ROM
 from . import alu, stops
-from .codegen import Unsupported, compile_insn
+from .codegen import Unsupported, assemble, gen_insn
 from .decoder import MAX_LEN, Insn, decode_bytes
 from .state import NSTATE, TF, CpuState
 from .stops import Refuse, Stop
@@ -29,7 +29,22 @@ from .stops import Refuse, Stop
 # inlines accesses under it and sends everything else through the routed slow path.
 FAST_RAM_END = 0xA0000
 _NO_CODE = 1 << 62
-_DEADLINE_STRIDE = 64  # instructions between clock reads when a deadline is set
+_DEADLINE_STRIDE = 1024  # instructions between clock reads when a deadline is set
+# A basic block holds at most this many instructions.  Blocks run only while at least this many
+# instructions remain before the next limit (budget, IO window, deadline check); closer to a
+# limit the loop runs single instructions, so limits are exact.
+MAX_BLOCK = 16
+
+
+class Block:
+    """A compiled basic block: straight-line instructions from ``ip`` up to the first one that
+    transfers control, does IO, writes memory or is a string instruction.  Validated as a
+    whole: its ``bytes`` must equal guest memory at ``lin``."""
+
+    __slots__ = ("lin", "ip", "end", "bytes", "fn", "count")
+
+    def __init__(self, lin: int, ip: int, end: int, code: bytes, fn: Any, count: int):
+        self.lin, self.ip, self.end, self.bytes, self.fn, self.count = lin, ip, end, code, fn, count
 
 
 class Emulator:
@@ -48,7 +63,9 @@ class Emulator:
         self._s = [0] * NSTATE
         self._io = [0]          # MMIO accesses performed (compiled code compares it)
         self._cache: dict[tuple[int, int], list[Insn]] = {}
-        self._live: dict[int, Any] = {}
+        self._bcache: dict[tuple[int, int], list[Block]] = {}
+        self._live: dict[int, Any] = {}    # this run: IP -> single-instruction function
+        self._blocks: dict[int, Any] = {}  # this run: IP -> block (or single) function
         self._code: list[tuple[int, int]] = []  # (linear start, end) fetched in this run
         self._smc = False
         self.compiled = 0  # instructions compiled so far (tests and stats)
@@ -126,6 +143,7 @@ class Emulator:
                     # so the next fetch takes the miss path, which stops the run ("smc").
                     self._smc = True
                     self._live.clear()
+                    self._blocks.clear()
                     break
 
     # -- decoding and the cache -------------------------------------------------------------------
@@ -161,21 +179,58 @@ class Emulator:
         ins = decode_bytes(code, ip)
         if ins.supported:
             try:
-                src = compile_insn(ins)
+                gen = gen_insn(ins)
             except Unsupported as u:
                 ins.refuse(u.reason, u.detail or ins.mnemonic)
             else:
-                loc: dict[str, Any] = {}
-                exec(compile(src, f"<x86 {ip:04x}: {ins.mnemonic}>", "exec"), self._ns, loc)
-                ins.fn = loc["f"]
-                ins.source = src
-                self.compiled += 1
+                ins.gen = gen
+                ins.source = assemble([gen])
+                ins.fn = self._exec(ins.source, f"<x86 {ip:04x}: {ins.mnemonic}>")
         if entries is None:
             entries = self._cache[key] = []
         elif len(entries) >= 4:
             del entries[0]  # code that keeps changing: keep the newest few versions
         entries.append(ins)
         return ins
+
+    def _exec(self, source: str, name: str) -> Any:
+        loc: dict[str, Any] = {}
+        exec(compile(source, name, "exec"), self._ns, loc)
+        self.compiled += 1
+        return loc["f"]
+
+    def block(self, cs_base: int, ip: int, hi: int) -> Block | None:
+        """The basic block starting at cs_base:ip and ending below ``hi``, from the cache when
+        its bytes still match, else newly compiled; None when it would hold one instruction."""
+        lin = cs_base + ip
+        key = (lin, ip)
+        ram = self.mem.ram
+        entries = self._bcache.get(key)
+        if entries:
+            for b in entries:
+                if b.end <= hi and ram[lin:lin + len(b.bytes)] == b.bytes:
+                    return b
+        gens = []
+        at = ip
+        while len(gens) < MAX_BLOCK and at < hi:
+            ins = self.lookup(cs_base, at)
+            if not ins.supported:
+                break
+            gens.append(ins.gen)
+            at += ins.length
+            if ins.gen.term:
+                break
+        if len(gens) < 2:
+            return None
+        source = assemble(gens)
+        fn = self._exec(source, f"<x86 block {ip:04x}-{at:04x}>")
+        b = Block(lin, ip, at, bytes(ram[lin:cs_base + at]), fn, len(gens))
+        if entries is None:
+            entries = self._bcache[key] = []
+        elif len(entries) >= 4:
+            del entries[0]
+        entries.append(b)
+        return b
 
     def decode(self, cpu_or_cs_base: CpuState | int, ip: int) -> Insn:
         """The instruction at CS:ip (CS base from a CpuState or given), through the cache."""
@@ -205,11 +260,15 @@ class Emulator:
         ns = self._ns
         ns["cl"] = _NO_CODE
         ns["ch"] = 0
-        self._code.clear()
+        code = self._code
+        code.clear()
         live = self._live
         live.clear()
+        blocks = self._blocks
+        blocks.clear()
         self._smc = False
-        get = live.get
+        bget = blocks.get
+        sget = live.get
         cs_base = s[17]
         n = 0
         ios = 0
@@ -221,22 +280,28 @@ class Emulator:
             if time.monotonic_ns() >= deadline_ns:
                 return Stop(stops.DEADLINE)
             limit = min(limit, _DEADLINE_STRIDE)
+        soft = limit - MAX_BLOCK  # below it a whole block fits before the limit
         try:
             while True:
-                if n >= limit:
-                    if n >= max_insns:
-                        reason = stops.BUDGET
-                        break
-                    if n >= io_limit:
-                        reason = stops.EXTENT
-                        break
-                    if time.monotonic_ns() >= deadline_ns:  # type: ignore[operator]
-                        reason = stops.DEADLINE
-                        break
-                    limit = min(max_insns, io_limit, n + _DEADLINE_STRIDE)
-                f = get(s[8])
+                if n < soft:
+                    f = bget(s[8])
+                else:
+                    if n >= limit:
+                        if n >= max_insns:
+                            reason = stops.BUDGET
+                            break
+                        if n >= io_limit:
+                            reason = stops.EXTENT
+                            break
+                        if time.monotonic_ns() >= deadline_ns:  # type: ignore[operator]
+                            reason = stops.DEADLINE
+                            break
+                        limit = min(max_insns, io_limit, n + _DEADLINE_STRIDE)
+                        soft = limit - MAX_BLOCK
+                        continue
+                    f = sget(s[8])
                 if f is None:
-                    # -- the miss path ----------------------------------------------------------
+                    # -- the miss path: validate, compile, install ------------------------------
                     ip = s[8]
                     if self._smc:
                         reason = stops.SMC
@@ -248,26 +313,36 @@ class Emulator:
                     if not ins.supported:
                         reason, detail = ins.reason, ins.detail
                         break
-                    f = live[ip] = ins.fn
                     lin = cs_base + ip
-                    self._code.append((lin, lin + ins.length))
+                    f = live[ip] = ins.fn
+                    end = lin + ins.length
+                    b = self.block(cs_base, ip, hi) if ip not in blocks else None
+                    if b is not None:
+                        blocks[ip] = b.fn
+                        end = lin + len(b.bytes)
+                        if n < soft:
+                            f = b.fn
+                    else:
+                        blocks[ip] = ins.fn
+                    # code fetched in this run: a write into it is self-modifying code
+                    code.append((lin, end))
                     if lin < ns["cl"]:
                         ns["cl"] = lin
-                    if lin + ins.length > ns["ch"]:
-                        ns["ch"] = lin + ins.length
-                if f():
+                    if end > ns["ch"]:
+                        ns["ch"] = end
+                r = f()
+                n += r >> 1
+                if r & 1:
                     ios += 1
                     if io_window is not None:
-                        io_limit = n + 1 + io_window
+                        io_limit = n + io_window
                         limit = min(max_insns, io_limit)
                         if deadline_ns is not None:
-                            limit = min(limit, n + 1 + _DEADLINE_STRIDE)
-                n += 1
-        except Refuse as r:
-            reason, detail = r.reason, r.detail
+                            limit = min(limit, n + _DEADLINE_STRIDE)
+                        soft = limit - MAX_BLOCK
+        except Refuse as r_:
+            reason, detail = r_.reason, r_.detail
+            n += r_.done
         finally:
             cpu.s[:] = s
-        if self._smc and reason != stops.SMC and reason in (stops.BUDGET, stops.EXTENT,
-                                                            stops.DEADLINE, stops.LEFT_RANGE):
-            pass  # the run ended anyway; the next run re-validates every instruction
         return Stop(reason, n, ios, detail)

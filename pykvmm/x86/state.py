@@ -3,11 +3,18 @@
 The state is one flat Python list (``CpuState.s``) so that compiled instructions index it with
 constants, which is the cheapest register access CPython offers:
 
-    s[0..7]   EAX ECX EDX EBX ESP EBP ESI EDI (32 bits each; the x86 register numbering)
+    s[0..7]   the low 16 bits of EAX ECX EDX EBX ESP EBP ESI EDI (AX CX ... DI; the x86
+              register numbering)
     s[8]      EIP (the CS-relative instruction pointer)
     s[9]      EFLAGS (bit 1 always set)
     s[10..15] selectors ES CS SS DS FS GS (the x86 segment-register numbering)
     s[16..21] the matching segment bases (from the descriptor cache, i.e. kvm_sregs)
+    s[22..29] the high 16 bits of EAX ... EDI
+
+The general registers are split into 16-bit halves because real-mode code works on 16-bit
+registers: every value then stays below 2**30, a single CPython digit, for which integer
+operations are several times cheaper than on 32-bit values (measured: 32-bit masks made a
+register write cost ~100 ns here).
 
 Only *plain* real mode is emulated: CR0.PE=0 and every segment's cached base equal to
 selector*16 with limit 0xFFFF.  After reset (CS base 0xFFFF0000) or in big real mode the
@@ -24,7 +31,8 @@ FL = 9
 ES, CS, SS, DS, FS, GS = range(6)
 SEL = 10   # s[SEL + seg] is a selector
 BASE = 16  # s[BASE + seg] is a segment base
-NSTATE = 22
+HI = 22    # s[HI + r] is the high half of general register r
+NSTATE = 30
 
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")
 GPR_NAMES = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi")
@@ -58,11 +66,12 @@ class CpuState:
                  ebp: int = 0, esi: int = 0, edi: int = 0, ip: int = 0, flags: int = 0x2,
                  es: int = 0, cs: int = 0, ss: int = 0, ds: int = 0, fs: int = 0, gs: int = 0):
         sels = (es, cs, ss, ds, fs, gs)
-        self.s = [eax, ecx, edx, ebx, esp, ebp, esi, edi, ip, flags | 2, *sels,
-                  *(v * 16 for v in sels)]
-        for i, v in enumerate(self.s[:10]):
+        gprs = (eax, ecx, edx, ebx, esp, ebp, esi, edi)
+        for i, v in enumerate((*gprs, ip, flags)):
             if not 0 <= v <= 0xFFFFFFFF:
                 raise ValueError(f"register {i} must fit in 32 bits, not {v:#x}")
+        self.s = [*(v & 0xFFFF for v in gprs), ip, flags | 2, *sels, *(v * 16 for v in sels),
+                  *(v >> 16 for v in gprs)]
         for v in sels:
             if not 0 <= v <= 0xFFFF:
                 raise ValueError(f"a selector must fit in 16 bits, not {v:#x}")
@@ -76,7 +85,9 @@ class CpuState:
         them, and ``store`` writes back only the low 32 bits (so they are preserved there)."""
         s = self.s
         for i, name in enumerate(GPR_NAMES):
-            s[i] = getattr(regs, name) & 0xFFFFFFFF
+            v = getattr(regs, name)
+            s[i] = v & 0xFFFF
+            s[HI + i] = (v >> 16) & 0xFFFF
         s[IP] = regs.rip & 0xFFFFFFFF
         s[FL] = regs.rflags & 0xFFFFFFFF
         for i, name in enumerate(SEG_NAMES):
@@ -90,7 +101,7 @@ class CpuState:
         of each 64-bit register (real-mode code cannot change them)."""
         s = self.s
         for i, name in enumerate(GPR_NAMES):
-            setattr(regs, name, (getattr(regs, name) & ~0xFFFFFFFF) | s[i])
+            setattr(regs, name, (getattr(regs, name) & ~0xFFFFFFFF) | s[HI + i] << 16 | s[i])
         regs.rip = (regs.rip & ~0xFFFFFFFF) | s[IP]
         regs.rflags = (regs.rflags & ~0xFFFFFFFF) | s[FL]
 
@@ -121,6 +132,8 @@ class CpuState:
         if idx is None:
             raise AttributeError(name)
         i, mask, shift = idx
+        if i >= 100:  # a 32-bit general register: both halves
+            return self.s[HI + i - 100] << 16 | self.s[i - 100]
         return (self.s[i] >> shift) & mask
 
     def __setattr__(self, name: str, value: int) -> None:
@@ -132,6 +145,10 @@ class CpuState:
             raise AttributeError(name)
         i, mask, shift = idx
         s = self.s
+        if i >= 100:
+            s[i - 100] = value & 0xFFFF
+            s[HI + i - 100] = (value >> 16) & 0xFFFF
+            return
         s[i] = (s[i] & ~(mask << shift)) | ((value & mask) << shift)
         if SEL <= i < BASE:  # a selector written in real mode moves its base with it
             s[i + BASE - SEL] = s[i] * 16
@@ -141,14 +158,14 @@ class CpuState:
 
     def __repr__(self) -> str:
         s = self.s
-        regs = " ".join(f"{n[1:]}={s[i]:08x}" for i, n in enumerate(GPR_NAMES))
+        regs = " ".join(f"e{n[1:]}={s[HI + i] << 16 | s[i]:08x}" for i, n in enumerate(GPR_NAMES))
         segs = " ".join(f"{n}={s[SEL + i]:04x}" for i, n in enumerate(SEG_NAMES))
         return f"<CpuState {regs} ip={s[IP]:04x} flags={s[FL]:08x} {segs}>"
 
 
 _NAMED: dict[str, tuple[int, int, int]] = {}
 for _i, _n in enumerate(("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")):
-    _NAMED["e" + _n] = (_i, 0xFFFFFFFF, 0)
+    _NAMED["e" + _n] = (100 + _i, 0xFFFFFFFF, 0)
     _NAMED[_n] = (_i, 0xFFFF, 0)
 for _i, _n in enumerate("acdb"):
     _NAMED[_n + "l"] = (_i, 0xFF, 0)

@@ -48,6 +48,8 @@ class Stop:
 class Refuse(Exception):
     """Raised inside an instruction before any side effect; caught by the run loop only."""
 
+    done = 0  # instructions of a compiled block completed before the refused one
+
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(reason, detail)
         self.reason = reason

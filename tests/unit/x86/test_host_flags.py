@@ -89,7 +89,7 @@ def _compare(name: str, hexops: str, w: int, regs: list[int], flags: int) -> Non
     stop, cpu = _emulate(real, regs, flags | 2)
     assert stop.reason == stops.HALT and stop.insns == 1, (name, stop)
     out = hostcpu.run(host, *regs, flags=flags)
-    got = [cpu.s[i] for i in range(4)] + [cpu.s[9] & ARITH]
+    got = [cpu.eax, cpu.ecx, cpu.edx, cpu.ebx, cpu.s[9] & ARITH]
     want = [v & W32 for v in out[:4]] + [out[4] & ARITH]
     assert got == want, (f"{name} ({real.hex()}) regs={[hex(r) for r in regs]} flags={flags:#x}: "
                          f"emulator {[hex(v) for v in got]} host {[hex(v) for v in want]}")
