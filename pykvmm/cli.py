@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from .coalesce.engine import DEFAULT_EXTENT, DEFAULT_POLICY, MAX_EXTENT, OFF, POLICIES, CoalescingEngine
+from .coalesce.hashing import DEFAULT_TABLE_SIZE, HASH_BLOCK, HASH_BLOCK_ADDRESS
 from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
 from .machine.machine import STATUS_FAULT, STATUS_USAGE, Machine, MachineConfig
@@ -54,6 +56,26 @@ def _serial_spec(text: str) -> str:
     if text in ("stdio", "null") or (text.startswith("file:") and len(text) > 5):
         return text
     raise argparse.ArgumentTypeError(f"must be stdio, null or file:PATH, not {text!r}")
+
+
+def _extent(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if not 1 <= value <= MAX_EXTENT:
+        raise argparse.ArgumentTypeError(f"must be a positive integer up to {MAX_EXTENT}, not {value}")
+    return value
+
+
+def _table_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10000000, not {value}")
+    return value
 
 
 def _debugcon_spec(text: str) -> str:
@@ -110,8 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--bios", metavar="PATH",
                     help="run this firmware image (64-256 KiB, e.g. /usr/share/seabios/bios.bin) "
                          "instead of pykvmm's own")
-    p.add_argument("--coalesce", choices=["off"], default="off",
-                   help="IO coalescing policy (default: off)")
+    p.add_argument("--coalesce", choices=list(POLICIES), default=DEFAULT_POLICY,
+                   help="IO coalescing policy: the patent's Figure 5, 6 or 7 embodiment, or off "
+                        f"(default: {DEFAULT_POLICY})")
+    p.add_argument("--extent", type=_extent, default=DEFAULT_EXTENT, metavar="N",
+                   help=f"instructions scanned after the trapping IO instruction (default {DEFAULT_EXTENT})")
+    p.add_argument("--hash", choices=[HASH_BLOCK_ADDRESS, HASH_BLOCK], default=HASH_BLOCK_ADDRESS,
+                   dest="hash_mode",
+                   help="fig5: hash the block with its address (default) or the block alone")
+    p.add_argument("--literal", action="store_true",
+                   help="fig5: follow the patent's flow exactly (a site whose code changed stays "
+                        "single instead of being rescanned)")
+    p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
+                   help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")
     p.add_argument("--exit-code", choices=["plain", "qemu"], default="plain",
                    help="plain: status v; qemu: (v << 1) | 1, as QEMU's isa-debug-exit")
     return p
@@ -165,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                                firmware=firmware, firmware_kind=kind)
         machine = Machine(config)
         machine.load_guest(image)
+        if args.coalesce != OFF:
+            machine.engine = CoalescingEngine(machine, args.coalesce, extent=args.extent,
+                                              hash_mode=args.hash_mode, literal=args.literal,
+                                              table_size=args.table_size)
         result = machine.run(timeout=args.timeout)
         if result.exit_status == STATUS_FAULT and result.detail:
             print(result.detail, file=sys.stderr)

@@ -157,6 +157,7 @@ class Machine:
         self.irqs_injected = 0
         self._intr = False  # the CPU's INTR pin, as the master PIC drives it
         self._timeout_at: int | None = None
+        self.next_deadline: int | None = None  # the kicker's next timed kick (monotonic ns)
         self._kicker = None
         self.vm = self.kvm.create_vm()
         self.vcpu = None
@@ -236,6 +237,7 @@ class Machine:
         for d in (self.pit.deadline(), self.cmos.deadline()):
             if d is not None and (when is None or d < when):
                 when = d
+        self.next_deadline = when
         kicker.set_deadline(when)
 
     def _service_interrupts(self) -> None:

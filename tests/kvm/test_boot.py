@@ -29,8 +29,8 @@ def expected_uart_spin_text() -> bytes:
 def test_uart_spin_prints_its_text_and_exits_0(tmp_path):
     out = tmp_path / "serial.txt"
     stats = tmp_path / "stats.json"
-    r = pykvmm(str(GUESTS / "uart_spin.bin"), "--no-firmware", "--serial", f"file:{out}",
-               "--stats-json", str(stats))
+    r = pykvmm(str(GUESTS / "uart_spin.bin"), "--no-firmware", "--coalesce", "off",
+               "--serial", f"file:{out}", "--stats-json", str(stats))
     assert r.returncode == 0, r.stderr
     text = out.read_bytes()
     assert len(text) >= 64 * 1024
@@ -51,7 +51,8 @@ def test_uart_spin_to_stdout_after_the_firmware():
 
 def test_stats_json_schema(tmp_path):
     stats = tmp_path / "s.json"
-    r = pykvmm(str(GUESTS / "out_loop.bin"), "--serial", "null", "--stats-json", str(stats))
+    r = pykvmm(str(GUESTS / "out_loop.bin"), "--serial", "null", "--coalesce", "off",
+               "--stats-json", str(stats))
     assert r.returncode == 0, r.stderr
     s = json.loads(stats.read_text())
     for key in ("guest", "coalesce", "end", "exit_status", "wall_s", "exits", "kvm_stats", "io_ops",
