@@ -30,6 +30,7 @@ SIGN = {8: 0x80, 16: 0x8000, 32: 0x80000000}
 OF_SHIFT = {8: "<< 4", 16: ">> 4", 32: ">> 20"}
 # ~(CF|PF|AF|ZF|SF|OF) over the 22 defined EFLAGS bits: a one-digit int, cheap to apply.
 STATUS_CLEAR = 0x3FF72A
+ALL_STATUS = 0x8D5
 HI = 22  # s[HI + r]: high half of general register r (see state.py)
 
 # Conditions of Jcc/SETcc/CMOVcc by their 4-bit code (SDM vol. 1, appendix B), over ``f``.
@@ -79,13 +80,29 @@ class Gen:
         self.falls = True
         self.term = False
         self.next = (ins.ip + ins.length) & 0xFFFFFFFF
+        # The line that only computes status flags (index into lines) and the flags it writes:
+        # the block assembler drops it when a later instruction overwrites them unread.
+        self.flag_line = -1
+        self.fw = 0
+        self.zf_r = False   # ZF == (local r == 0) after this instruction
+        self.jcc = -1       # condition code of a Jcc (for fusion with the flag producer)
+        self.jcc_ips = (0, 0)
+
+    def flags(self, line: str, written: int) -> None:
+        self.e(line)
+        self.flag_line = len(self.lines) - 1
+        self.fw = written
+
+    def reads_flags(self) -> bool:
+        """Whether any line other than the flag line reads EFLAGS."""
+        return any("s[9]" in ln for i, ln in enumerate(self.lines) if i != self.flag_line)
 
     def e(self, line: str) -> None:
         self.lines.append(line)
 
     @property
     def raises(self) -> bool:
-        return self.memio or self.io or any("raise" in ln or "div(" in ln for ln in self.lines)
+        return self.memio or any("raise" in ln or "div(" in ln for ln in self.lines)
 
     # -- registers --------------------------------------------------------------------------------
 
@@ -134,6 +151,9 @@ class Gen:
             return
         if disp:
             terms.append(f"{disp:#x}")
+        if m.asz == 16 and len(terms) == 1:
+            self.e(f"{var} = {terms[0]}")  # one 16-bit register: already an offset
+            return
         self.e(f"{var} = ({' + '.join(terms)}) & {MASK[m.asz]:#x}")
 
     def limit(self, o: str, n: int) -> None:
@@ -232,18 +252,19 @@ class Gen:
             carry = " + (s[9] & 1)" if op == 2 else ""
             self.e(f"t = {x} + {y}{carry}")
             self.e(f"r = t & {M:#x}")
-            self.e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} | ({x} ^ {y} ^ r) & 0x10"
-                   f" | (({x} ^ r) & ({y} ^ r) & {SB:#x}) {sh}")
+            self.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} | ({x} ^ {y} ^ r) & 0x10"
+                       f" | (({x} ^ r) & ({y} ^ r) & {SB:#x}) {sh}", ALL_STATUS)
         elif op in (3, 5, 7):  # SBB/SUB/CMP: CF = borrow, OF = sign of x differs from y and r
             borrow = " - (s[9] & 1)" if op == 3 else ""
             self.e(f"t = {x} - {y}{borrow}")
             self.e(f"r = t & {M:#x}")
-            self.e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} & 1 | ({x} ^ {y} ^ r) & 0x10"
-                   f" | (({x} ^ {y}) & ({x} ^ r) & {SB:#x}) {sh}")
+            self.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} & 1 | ({x} ^ {y} ^ r) & 0x10"
+                       f" | (({x} ^ {y}) & ({x} ^ r) & {SB:#x}) {sh}", ALL_STATUS)
         else:  # OR/AND/XOR: CF=OF=0 (SDM); AF undefined, cleared on this host (see alu.py)
             sym = {1: "|", 4: "&", 6: "^"}[op]
             self.e(f"r = {x} {sym} {y}")
-            self.e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp}")
+            self.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp}", ALL_STATUS)
+        self.zf_r = True
         return op != 7
 
     def imm_w(self, w: int, byte: bool) -> int:
@@ -276,6 +297,23 @@ def assemble(gens: list[Gen]) -> str:
     ``Refuse.done`` how many instructions of the block had completed."""
     out = ["def f(s=s, ram=ram):"]
     k = len(gens)
+    # Dead status flags: walking backwards, a flag line is dropped when every flag it writes
+    # is overwritten later in the block before anything reads it.  All flags are live at the
+    # block's end and before any instruction that may refuse (a refusal must leave exact
+    # state), so only stretches of non-refusing instructions lose flag computations.
+    drop = [False] * k
+    live = ALL_STATUS
+    for i in range(k - 1, -1, -1):
+        g = gens[i]
+        if g.flag_line >= 0:
+            if not g.fw & live:
+                drop[i] = True
+            else:
+                live &= ~g.fw
+        if g.reads_flags() or (g.flag_line >= 0 and not drop[i]):
+            live |= ALL_STATUS & ~g.fw if not g.reads_flags() else ALL_STATUS
+        if g.raises:
+            live = ALL_STATUS
     anymem = any(g.memio for g in gens)
     anyraise = any(g.raises for g in gens)
     ind = "    "
@@ -285,9 +323,17 @@ def assemble(gens: list[Gen]) -> str:
         out.append(ind + "try:")
         ind = "        "
     for i, g in enumerate(gens):
+        if g.jcc in (4, 5) and i > 0 and gens[i - 1].zf_r and not drop[i - 1]:
+            # JZ/JNZ right after the instruction that set ZF: test its result directly
+            t_, n_ = g.jcc_ips
+            z = "not r" if g.jcc == 4 else "r"
+            out.append(f"{ind}s[8] = {t_:#x} if {z} else {n_:#x}")
+            continue
         if i > 0 and g.raises:
             out.append(f"{ind}s[8] = {g.ins.ip:#x}")
-        for ln in g.lines:
+        for j, ln in enumerate(g.lines):
+            if drop[i] and j == g.flag_line:
+                continue
             # a string instruction's early "return" (count already 0) completes i + 1 insns
             out.append(ind + ln.replace("return", f"return {2 * (i + 1)}"))
         last = i == k - 1
@@ -445,6 +491,8 @@ def _body(g: Gen, ins: Insn) -> None:
             g.setip(f"{nxt:#x}")
         else:
             g.setip(f"{target:#x} if {COND[op & 15]} else {nxt:#x}")
+            g.jcc = op & 15
+            g.jcc_ips = (target, nxt)
         return
     if op in (0xE0, 0xE1, 0xE2, 0xE3):
         rel = ins.imm - 256 if ins.imm & 0x80 else ins.imm
@@ -868,19 +916,19 @@ def _shift1(g: Gen, op: int, w: int) -> None:
     szp = szp_expr(w)
     if op in (4, 6):  # SHL: CF = old MSB, OF = new MSB XOR CF
         e(f"r = x << 1 & {M:#x}; c = x >> {msb}")
-        e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | c | (r >> {msb} ^ c) << 11 | 0x10")
+        g.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | c | (r >> {msb} ^ c) << 11 | 0x10", ALL_STATUS)
     elif op == 5:  # SHR: CF = old bit 0, OF = old MSB
         e("r = x >> 1")
-        e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | (x >> {msb}) << 11 | 0x10")
+        g.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | (x >> {msb}) << 11 | 0x10", ALL_STATUS)
     elif op == 7:  # SAR: the sign stays; OF = 0
         e(f"r = x >> 1 | x & {SIGN[w]:#x}")
-        e(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | 0x10")
+        g.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | 0x10", ALL_STATUS)
     elif op == 0:  # ROL: CF = new bit 0, OF = new MSB XOR CF; SF ZF AF PF unchanged
         e(f"r = (x << 1 | x >> {msb}) & {M:#x}; c = r & 1")
-        e(f"s[9] = s[9] & 0x3FF7FE | c | (r >> {msb} ^ c) << 11")
+        g.flags(f"s[9] = s[9] & 0x3FF7FE | c | (r >> {msb} ^ c) << 11", 0x801)
     else:  # ROR: CF = new MSB, OF = XOR of the two top bits
         e(f"r = x >> 1 | (x & 1) << {msb}; c = r >> {msb}")
-        e(f"s[9] = s[9] & 0x3FF7FE | c | (c ^ r >> {msb - 1} & 1) << 11")
+        g.flags(f"s[9] = s[9] & 0x3FF7FE | c | (c ^ r >> {msb - 1} & 1) << 11", 0x801)
 
 
 def _incdec(g: Gen, dec: bool, w: int) -> None:
@@ -894,7 +942,8 @@ def _incdec(g: Gen, dec: bool, w: int) -> None:
     else:
         e(f"r = (x + 1) & {M:#x}")
         ofc = f"0x800 if r == {SB:#x} else 0"
-    e(f"s[9] = s[9] & 0x3FF72B | {szp_expr(w)} | (x ^ r) & 0x10 | ({ofc})")
+    g.flags(f"s[9] = s[9] & 0x3FF72B | {szp_expr(w)} | (x ^ r) & 0x10 | ({ofc})", 0x8D4)
+    g.zf_r = True
 
 
 def _string(g: Gen, ins: Insn) -> None:

@@ -57,6 +57,9 @@ class Emulator:
             missing = [a for a in attrs if not hasattr(obj, a)]
             if missing:
                 raise TypeError(f"{name} must provide {', '.join(attrs)}; {obj!r} lacks {missing}")
+        if mem.kind(0, FAST_RAM_END) != RAM or len(mem.ram) < FAST_RAM_END:
+            raise ValueError(f"the emulator needs RAM over [0, {FAST_RAM_END:#x}) (conventional "
+                             f"memory), which compiled code accesses directly")
         self.mem = mem
         self.pio = pio
         self.mmio = mmio

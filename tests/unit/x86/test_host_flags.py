@@ -75,7 +75,7 @@ def _encodings(hexops: str, w: int) -> tuple[bytes, bytes]:
 
 
 def _emulate(code: bytes, regs: list[int], flags: int):
-    mem = FlatMemory(0x20000)
+    mem = FlatMemory()
     mem.load(CODE, code + b"\xf4")
     emu = Emulator(mem, PortBus(), MmioBus())
     cpu = CpuState(eax=regs[0], ecx=regs[1], edx=regs[2], ebx=regs[3], ip=CODE, flags=flags)
