@@ -53,6 +53,7 @@ IRQ_PENDING = "irq-pending"  # an interrupt is waiting and IF=1: let KVM deliver
 REP_PENDING = "rep-pending"  # the trapping string IO has iterations left
 PROTOCOL = "protocol"  # this KVM's completion behaviour is not safe for this exit kind
 COMPLETION_EXIT = "completion-exit"  # the completion run returned a real exit
+KICK_PENDING = "kick-pending"  # the vCPU was kicked (deadline, signal, input): handle that first
 
 
 class _EngineEmulator(Emulator):
@@ -141,6 +142,9 @@ class CoalescingEngine:
         kind = self.interpreter.classify(ex)
         if kind is None:
             return
+        if self.page[RUN_IMMEDIATE_EXIT]:
+            self._stop(KICK_PENDING)  # a device deadline or a signal is waiting: no emulation
+            return
         how = self.protocol[kind]
         if how != P.DIRECT:
             if how == P.UNSAFE:
@@ -202,8 +206,14 @@ class CoalescingEngine:
         page[RUN_IMMEDIATE_EXIT] = 1
         r = ioctl(self.vcpu.fd, K.KVM_RUN, 0)
         err = ctypes.get_errno() if r < 0 else 0
-        page[RUN_IMMEDIATE_EXIT] = 0
         self.completions += 1
+        kicker = self.machine._kicker
+        if kicker is not None and kicker.pending:
+            # A kick landed before or during this run, which swallowed its EINTR: keep the flag
+            # set so that the run loop's next KVM_RUN returns at once and handles it.
+            self._stop(KICK_PENDING)
+            return False
+        page[RUN_IMMEDIATE_EXIT] = 0
         if r < 0 and err in (errno.EINTR, errno.EAGAIN):
             return True
         if r >= 0:

@@ -44,6 +44,10 @@ class Kicker:
         self.deadline_passed = False
         self.signals: list[int] = []
         self.kicks = 0
+        # Set by every kick, cleared by the vCPU thread when it has handled kicks (_after_kick):
+        # code that runs KVM_RUN with immediate_exit for its own purposes checks it afterwards
+        # so that a kick landing meanwhile is not swallowed.
+        self.pending = False
         self.wake = threading.Event()  # a HLT sleep waits on it
         self._stopping = False
         self._old_wakeup = None
@@ -74,6 +78,7 @@ class Kicker:
     def kick(self) -> None:
         """Get the vCPU out of KVM_RUN now (callable from any thread)."""
         self.kicks += 1
+        self.pending = True
         self.vcpu.immediate_exit = 1
         self.wake.set()
         try:

@@ -439,6 +439,7 @@ class Machine:
 
     def _after_kick(self, kicker) -> None:
         """A kick arrived: signals, the timeout, device time, host input."""
+        kicker.pending = False
         for signum in kicker.take_signals():
             if signum in (signal.SIGINT, signal.SIGTERM):
                 self._on_signal(signum, None)

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Exit counts and wall time under each coalescing policy, for the issue's target workloads.
+
+    python scripts/bench_coalesce.py [--rounds 3] [--guests uart_spin,fig8,...] [--policies off,fig5]
+
+For each guest and policy it runs the guest R times in-process (serial output to a temporary file,
+pykvmm's firmware first) and prints IO exits, IO exits per printed byte, completion runs, and the
+median wall time of the run loop.  All policies of a guest are interleaved round by round so that
+host noise hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pykvmm.cli import read_firmware  # noqa: E402
+from pykvmm.coalesce.engine import CoalescingEngine  # noqa: E402
+from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
+
+
+def run_once(guest: Path, policy: str, extent: int, firmware: bool) -> dict:
+    fd, out = tempfile.mkstemp()
+    os.close(fd)
+    fw, kind = read_firmware(None) if firmware else (None, "builtin")
+    try:
+        with Machine(MachineConfig(serial=f"file:{out}", firmware=fw, firmware_kind=kind,
+                                   serial_input=False)) as m:
+            m.load_guest(guest.read_bytes())
+            if policy != "off":
+                m.engine = CoalescingEngine(m, policy, extent=extent)
+            r = m.run(timeout=300)
+            st = m.stats(r)
+        st["serial_len"] = Path(out).stat().st_size
+        return st
+    finally:
+        os.unlink(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--guests", default="uart_spin,mmio_uart,fig8,pit_program,pic_sequence,cmos_pairs")
+    ap.add_argument("--policies", default="off,fig5,fig6,fig7")
+    ap.add_argument("--extent", type=int, default=10)
+    ap.add_argument("--no-firmware", action="store_true")
+    args = ap.parse_args()
+    print(f"extent {args.extent}, median of {args.rounds} rounds; exits.io counts port-IO exits, "
+          "exits.mmio MMIO exits")
+    print(f"{'guest':14s} {'policy':6s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
+          f"{'io_ops':>8s} {'wall s':>8s} {'µs/byte':>8s}")
+    for name in args.guests.split(","):
+        guest = ROOT / "guests" / f"{name}.bin"
+        if not guest.exists():
+            print(f"{name:14s} (not built)")
+            continue
+        policies = args.policies.split(",")
+        walls: dict[str, list[float]] = {p: [] for p in policies}
+        last: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for p in policies:
+                st = run_once(guest, p, args.extent, not args.no_firmware)
+                walls[p].append(st["wall_s"])
+                last[p] = st
+        for p in policies:
+            st = last[p]
+            exits = st["exits"]["io"] + st["exits"]["mmio"]
+            nbytes = st["serial_len"] + st.get("serial2_bytes", 0)
+            wall = statistics.median(walls[p])
+            per = f"{exits / nbytes:9.3f}" if nbytes else f"{'-':>9s}"
+            us = f"{wall / nbytes * 1e6:8.2f}" if nbytes else f"{'-':>8s}"
+            comp = st["coalesce"].get("completions", 0)
+            print(f"{name:14s} {p:6s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
+                  f"{wall:8.3f} {us}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
