@@ -1,0 +1,166 @@
+; pit_program: programs 8254 counter 0 eight times with straight-line code, each programming
+; sequence three OUTs (control word to 0x43, count LSB then MSB to 0x40) with only MOV AL, imm8
+; in between, and reads each counter's status back with the read-back command (Intel 8254
+; datasheet, order number 231164, "DS": control word 0xE2 = read-back, status only, counter 0).
+;
+; The status byte is D7 OUT, D6 NULL COUNT, D5-D0 the counter's programmed control bits (RW1
+; RW0 M2 M1 M0 BCD).  OUT and NULL COUNT depend on when CLK pulses fall relative to the guest's
+; instructions (NULL COUNT clears at the first CLK after the count is written: 838 ns), so both
+; are masked off; what is left must equal bits 5-0 of the control word that was written.
+;
+; Output (COM1): "pit_program: " then the eight masked status bytes in hex, each followed by a
+; space, then "\n".  Sequences (control word, count): 30h 1234h (mode 0), 32h 0010h (mode 1),
+; 34h 2E9Ch (mode 2), 36h 0000h (mode 3), 38h 00FFh (mode 4), 3Ah 8000h (mode 5), 35h 1000h
+; (mode 2, BCD count 1000), 37h 0000h (mode 3, BCD).  Expected statuses: 30 32 34 36 38 3A 35 37.
+; Status (port 0xF4): 0 when every status matched; else 10 + the number (1-8) of the first
+; sequence whose status did not (the text shows all eight either way).
+
+bits 16
+org 0x7C00
+
+COM1       equ 0x3F8
+THR        equ 0        ; transmit holding register (DLAB=0)
+DLL        equ 0        ; divisor latch low (DLAB=1)
+LCR        equ 3
+LSR        equ 5
+SCR        equ 7        ; scratch register: the chip stores it and never uses it
+LSR_THRE   equ 0x20     ; transmit holding register empty
+DEBUG_EXIT equ 0xF4
+
+start:
+    cli
+    xor ax, ax
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov sp, 0x7C00
+    cld
+
+    ; COM1: 115200 8N1 (DLAB on, divisor 1, DLAB off with 8 data bits).
+    mov dx, COM1 + LCR
+    mov al, 0x80
+    out dx, al
+    mov dl, (COM1 + DLL) & 0xFF
+    mov al, 1
+    out dx, al
+    inc dx                  ; DLM
+    xor al, al
+    out dx, al
+    mov dl, (COM1 + LCR) & 0xFF
+    mov al, 0x03
+    out dx, al
+
+PIT_CH0   equ 0x40
+PIT_CTRL  equ 0x43
+PIT_READBACK_STATUS0 equ 0xE2   ; DS read-back: /COUNT=1 (no count), /STATUS=0, CNT0
+STATUS_CONTROL_BITS  equ 0x3F   ; D5-D0: the programmed RW, mode and BCD bits
+FAIL_BASE equ 10
+
+; One programming sequence: %1 control word, %2 16-bit count; then the masked status goes to
+; COM1 and is checked against the control word (sequence number %3).
+%macro program 3
+    mov al, %1
+    out PIT_CTRL, al
+    mov al, (%2) & 0xFF
+    out PIT_CH0, al
+    mov al, (%2) >> 8
+    out PIT_CH0, al
+    mov al, PIT_READBACK_STATUS0
+    out PIT_CTRL, al
+    in al, PIT_CH0
+    and al, STATUS_CONTROL_BITS
+    mov bx, ((FAIL_BASE + %3) << 8) | ((%1) & STATUS_CONTROL_BITS)
+    call report
+%endmacro
+
+    mov si, msg_head
+    call print
+    xor bp, bp              ; BP = status: the first mismatch, 0 while all match
+    program 0x30, 0x1234, 1
+    program 0x32, 0x0010, 2
+    program 0x34, 0x2E9C, 3
+    program 0x36, 0x0000, 4
+    program 0x38, 0x00FF, 5
+    program 0x3A, 0x8000, 6
+    program 0x35, 0x1000, 7
+    program 0x37, 0x0000, 8
+    mov al, 10
+    call putc
+    mov ax, bp
+finish:
+    out DEBUG_EXIT, al
+.halt:
+    hlt
+    jmp .halt
+
+; report: print AL and a space; if AL differs from BL and no mismatch was seen yet, BP = BH.
+report:
+    call puthex
+    push ax
+    mov al, ' '
+    call putc
+    pop ax
+    cmp al, bl
+    je .ok
+    test bp, bp
+    jnz .ok
+    mov al, bh
+    cbw
+    mov bp, ax
+.ok:
+    ret
+
+
+; puthex16: AX as four hex digits.  Preserves AX.
+puthex16:
+    xchg al, ah
+    call puthex
+    xchg al, ah
+; puthex: AL as two hex digits.  Preserves AX.
+puthex:
+    push ax
+    shr al, 4
+    call .nibble
+    pop ax
+    push ax
+    call .nibble
+    pop ax
+    ret
+.nibble:
+    and al, 0x0F
+    add al, '0'
+    cmp al, '9'
+    jbe putc
+    add al, 'A' - '9' - 1
+; putc: AL to COM1, polling LSR.THRE.  Preserves every register.
+putc:
+    push dx
+    push ax
+    mov dx, COM1 + LSR
+.poll:
+    in al, dx
+    test al, LSR_THRE
+    jz .poll
+    pop ax
+    mov dl, (COM1 + THR) & 0xFF
+    out dx, al
+    pop dx
+    ret
+
+; print: the NUL-terminated string at DS:SI.  Leaves SI past the NUL.
+print:
+    push ax
+.next:
+    lodsb
+    test al, al
+    jz .done
+    call putc
+    jmp .next
+.done:
+    pop ax
+    ret
+
+msg_head: db "pit_program: ", 0
+
+times 510 - ($ - $$) db 0
+dw 0xAA55
