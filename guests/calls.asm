@@ -1,0 +1,197 @@
+; calls: calls and returns inside a block.  Each of 64 passes separates its four IO instructions
+; (to and from COM1's scratch register, 0x3FF) with calls to short subroutines: an indirect
+; near call (CALL SI), a call with stack arguments and RET 4, and a nested pair that makes a
+; near call and a far call (CALL 0000:far, RETF).  Every subroutine does 16-bit arithmetic, so a
+; return to the wrong place, a wrong SP or a lost register changes the printed words.
+;
+; Per pass, all 16-bit (AL/AH/BH are parts of AX/BX):
+;   AL = BL; OUT (scratch = AL)
+;   mix:      BX += AX; BX = rol(BX, 3); AL ^= BH        (called through SI)
+;   OUT (scratch = AL)
+;   PUSH BX; PUSH AX; combine: AX = (AX - BX) ^ A5C3h, RET 4
+;   OUT (scratch = AL)
+;   twice:    mix; BX += 1; far call to a stub that calls mix and returns with RETF
+;   IN (AL = scratch: the AL of the third OUT);  the pass's word is AX
+; from AX = 0, BX = 1357h.
+; Output (COM1): four lines of 16 words (four hex digits each, separated by a space), then
+;   "calls: bx=XXXX sp=7C00\n".
+; Status (port 0xF4): 0, or 1 if SP did not come back to 7C00h.
+
+bits 16
+org 0x7C00
+
+COM1       equ 0x3F8
+THR        equ 0        ; transmit holding register (DLAB=0)
+DLL        equ 0        ; divisor latch low (DLAB=1)
+LCR        equ 3
+LSR        equ 5
+SCR        equ 7        ; scratch register: the chip stores it and never uses it
+LSR_THRE   equ 0x20     ; transmit holding register empty
+DEBUG_EXIT equ 0xF4
+
+start:
+    cli
+    xor ax, ax
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov sp, 0x7C00
+    cld
+
+    ; COM1: 115200 8N1 (DLAB on, divisor 1, DLAB off with 8 data bits).
+    mov dx, COM1 + LCR
+    mov al, 0x80
+    out dx, al
+    mov dl, (COM1 + DLL) & 0xFF
+    mov al, 1
+    out dx, al
+    inc dx                  ; DLM
+    xor al, al
+    out dx, al
+    mov dl, (COM1 + LCR) & 0xFF
+    mov al, 0x03
+    out dx, al
+
+PASSES     equ 64
+PER_LINE   equ 16
+BX0        equ 0x1357
+COMBINE_XOR equ 0xA5C3
+STACK_TOP  equ 0x7C00
+BUF        equ 0x0600   ; the pass words, in free conventional memory
+
+    mov dx, COM1 + SCR
+    mov di, BUF
+    mov si, mix
+    mov bx, BX0
+    xor ax, ax
+    mov cx, PASSES
+.pass:
+    mov al, bl
+    out dx, al              ; IO
+    call si
+    out dx, al              ; IO
+    push bx
+    push ax
+    call combine
+    out dx, al              ; IO
+    call twice
+    in al, dx               ; IO
+    stosw
+    loop .pass
+
+    mov si, BUF
+.line:
+    mov cx, PER_LINE
+.word:
+    lodsw
+    call puthex16
+    mov al, ' '
+    cmp cx, 1
+    jne .sep
+    mov al, 10
+.sep:
+    call putc
+    loop .word
+    cmp si, BUF + 2 * PASSES
+    jb .line
+
+    mov si, msg_bx
+    call print
+    mov ax, bx
+    call puthex16
+    call print              ; " sp="
+    mov ax, sp
+    call puthex16
+    mov al, 10
+    call putc
+    cmp sp, STACK_TOP
+    mov al, 0
+    je finish
+    mov al, 1
+finish:
+    out DEBUG_EXIT, al
+.halt:
+    hlt
+    jmp .halt
+
+mix:
+    add bx, ax
+    rol bx, 3
+    xor al, bh
+    ret
+
+; combine: AX = (first argument - second) ^ COMBINE_XOR, where the first is the one pushed last.
+combine:
+    push bp
+    mov bp, sp
+    mov ax, [bp + 4]
+    sub ax, [bp + 6]
+    xor ax, COMBINE_XOR
+    pop bp
+    ret 4
+
+twice:
+    call mix
+    inc bx
+    call 0x0000:far_mix
+    ret
+
+far_mix:
+    call mix
+    retf
+
+
+; puthex16: AX as four hex digits.  Preserves AX.
+puthex16:
+    xchg al, ah
+    call puthex
+    xchg al, ah
+; puthex: AL as two hex digits.  Preserves AX.
+puthex:
+    push ax
+    shr al, 4
+    call .nibble
+    pop ax
+    push ax
+    call .nibble
+    pop ax
+    ret
+.nibble:
+    and al, 0x0F
+    add al, '0'
+    cmp al, '9'
+    jbe putc
+    add al, 'A' - '9' - 1
+; putc: AL to COM1, polling LSR.THRE.  Preserves every register.
+putc:
+    push dx
+    push ax
+    mov dx, COM1 + LSR
+.poll:
+    in al, dx
+    test al, LSR_THRE
+    jz .poll
+    pop ax
+    mov dl, (COM1 + THR) & 0xFF
+    out dx, al
+    pop dx
+    ret
+
+; print: the NUL-terminated string at DS:SI.  Leaves SI past the NUL.
+print:
+    push ax
+.next:
+    lodsb
+    test al, al
+    jz .done
+    call putc
+    jmp .next
+.done:
+    pop ax
+    ret
+
+msg_bx:  db "calls: bx=", 0
+         db " sp=", 0
+
+times 510 - ($ - $$) db 0
+dw 0xAA55
