@@ -6,7 +6,9 @@
   (b) alu: an ALU- and flag-heavy loop (ADD ADC SUB SBB XOR AND SHL ROR CMP INC DEC, Jcc).
 
 Usage: python scripts/bench_emulator.py [--insns N] [--repeat R]
-Prints the median over R runs of N instructions each (issue 4 target: <= 150 ns/insn).
+Prints, over R runs of N instructions each, the best and the median CPU time per instruction
+(thread CPU time, so other processes on a shared host distort it less than wall time) and the
+best wall time.  Issue 4 target: <= 150 ns/insn.
 """
 
 from __future__ import annotations
@@ -88,18 +90,22 @@ def setup(code: bytes):
     return emu, cpu
 
 
-def bench(code: bytes, insns: int, repeat: int) -> tuple[float, str]:
+def bench(code: bytes, insns: int, repeat: int) -> tuple[float, float, float, str]:
     emu, cpu = setup(code)
     emu.run(cpu, max_insns=2000)  # warm-up: compile every instruction
-    samples = []
+    cpu_samples = []
+    wall_samples = []
     stop = None
     for _ in range(repeat):
-        t0 = time.perf_counter_ns()
+        w0 = time.perf_counter_ns()
+        t0 = time.thread_time_ns()
         stop = emu.run(cpu, max_insns=insns)
-        dt = time.perf_counter_ns() - t0
+        dt = time.thread_time_ns() - t0
+        dw = time.perf_counter_ns() - w0
         assert stop.insns == insns, stop
-        samples.append(dt / insns)
-    return statistics.median(samples), repr(stop)
+        cpu_samples.append(dt / insns)
+        wall_samples.append(dw / insns)
+    return min(cpu_samples), statistics.median(cpu_samples), min(wall_samples), repr(stop)
 
 
 def main() -> None:
@@ -108,8 +114,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
     for name, code in (("uart_spin", UART_SPIN), ("alu", ALU_LOOP)):
-        ns, stop = bench(code, args.insns, args.repeat)
-        print(f"{name:10} {ns:6.1f} ns/insn  (median of {args.repeat} x {args.insns} insns; {stop})")
+        best, med, wall, stop = bench(code, args.insns, args.repeat)
+        print(f"{name:10} cpu best {best:6.1f} ns/insn, median {med:6.1f}; wall best {wall:6.1f} "
+              f"({args.repeat} x {args.insns} insns; {stop})")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ class Emulator:
         self._blocks: dict[int, Any] = {}  # this run: IP -> block (or single) function
         self._code: list[tuple[int, int]] = []  # (linear start, end) fetched in this run
         self._smc = False
+        # What the last run validated (see run): code segment base, IP extent, byte snapshots.
+        self._span_cs = -1
+        self._ip_lo = 0x10000
+        self._ip_hi = 0
+        self._spans: list[tuple[int, int, bytes]] = []
         self.compiled = 0  # instructions compiled so far (tests and stats)
         self._ns = self._namespace()
 
@@ -148,6 +153,22 @@ class Emulator:
                     self._live.clear()
                     self._blocks.clear()
                     break
+
+    def _snapshot(self) -> None:
+        """Merge the code ranges fetched so far and keep their bytes, for the next run's check."""
+        ram = self.mem.ram
+        spans: list[tuple[int, int, bytes]] = []
+        cur_a = cur_b = -1
+        for a, b in sorted(self._code):
+            if a <= cur_b:
+                cur_b = max(cur_b, b)
+                continue
+            if cur_b > cur_a:
+                spans.append((cur_a, cur_b, bytes(ram[cur_a:cur_b])))
+            cur_a, cur_b = a, b
+        if cur_b > cur_a:
+            spans.append((cur_a, cur_b, bytes(ram[cur_a:cur_b])))
+        self._spans = spans
 
     # -- decoding and the cache -------------------------------------------------------------------
 
@@ -261,18 +282,34 @@ class Emulator:
         if s[9] & TF:
             return Stop(stops.TRAP_FLAG)
         ns = self._ns
-        ns["cl"] = _NO_CODE
-        ns["ch"] = 0
+        cs_base = s[17]
+        ram = self.mem.ram
+        # Reuse what the previous run validated when it is the same code segment, its code lies
+        # inside [lo, hi) and every byte of it is unchanged (a few slice compares: the guest ran
+        # natively in between and may have rewritten anything).  Otherwise start afresh.
+        reuse = (cs_base == self._span_cs and lo <= self._ip_lo and self._ip_hi <= hi)
+        if reuse:
+            for a, b, snap in self._spans:
+                if ram[a:b] != snap:
+                    reuse = False
+                    break
         code = self._code
-        code.clear()
         live = self._live
-        live.clear()
         blocks = self._blocks
-        blocks.clear()
+        if not reuse:
+            ns["cl"] = _NO_CODE
+            ns["ch"] = 0
+            code.clear()
+            live.clear()
+            blocks.clear()
+            self._spans = []
+            self._span_cs = cs_base
+            self._ip_lo = 0x10000
+            self._ip_hi = 0
         self._smc = False
+        grown = False
         bget = blocks.get
         sget = live.get
-        cs_base = s[17]
         n = 0
         ios = 0
         reason = ""
@@ -312,27 +349,36 @@ class Emulator:
                     if not lo <= ip < hi:
                         reason = stops.LEFT_RANGE
                         break
-                    ins = self.lookup(cs_base, ip)
-                    if not ins.supported:
-                        reason, detail = ins.reason, ins.detail
-                        break
                     lin = cs_base + ip
-                    f = live[ip] = ins.fn
-                    end = lin + ins.length
-                    b = self.block(cs_base, ip, hi) if ip not in blocks else None
-                    if b is not None:
-                        blocks[ip] = b.fn
-                        end = lin + len(b.bytes)
-                        if n < soft:
-                            f = b.fn
+                    single = live.get(ip)
+                    if single is None:
+                        ins = self.lookup(cs_base, ip)
+                        if not ins.supported:
+                            reason, detail = ins.reason, ins.detail
+                            break
+                        single = live[ip] = ins.fn
+                        end = lin + ins.length
                     else:
-                        blocks[ip] = ins.fn
-                    # code fetched in this run: a write into it is self-modifying code
-                    code.append((lin, end))
-                    if lin < ns["cl"]:
-                        ns["cl"] = lin
-                    if end > ns["ch"]:
-                        ns["ch"] = end
+                        end = lin
+                    f = single
+                    if n < soft:
+                        b = self.block(cs_base, ip, hi)
+                        if b is not None:
+                            f = b.fn
+                            end = lin + len(b.bytes)
+                        blocks[ip] = f
+                    if end > lin:
+                        # code fetched in this run: a write into it is self-modifying code
+                        grown = True
+                        code.append((lin, end))
+                        if lin < ns["cl"]:
+                            ns["cl"] = lin
+                        if end > ns["ch"]:
+                            ns["ch"] = end
+                        if ip < self._ip_lo:
+                            self._ip_lo = ip
+                        if end - cs_base > self._ip_hi:
+                            self._ip_hi = end - cs_base
                 r = f()
                 n += r >> 1
                 if r & 1:
@@ -348,4 +394,8 @@ class Emulator:
             n += r_.done
         finally:
             cpu.s[:] = s
+            if self._smc:
+                self._span_cs = -1  # everything is revalidated next time
+            elif grown:
+                self._snapshot()
         return Stop(reason, n, ios, detail)
