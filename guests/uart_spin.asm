@@ -6,9 +6,10 @@
 ; QEMU SeaBIOS enters it the same way but with interrupts on and its own stack, so it sets up its
 ; own segments, stack and IF.
 ;
-; The polled loop is the classic one (IN from LSR, test THRE, JZ back, OUT to THR), laid out so
-; that the LSR read follows the THR write in address order: a coalescing engine that traps on the
-; OUT finds the next IN within a couple of instructions, with no backward branch in between.
+; The polled loop is the classic one for every byte (IN from LSR, test THRE, JZ back, then OUT to
+; THR), unrolled four times, so that in address order each THR write is followed within a few
+; instructions by the next LSR read and THR write with no backward branch in between: a coalescing
+; engine that traps on one OUT finds the next IN and OUT inside its extent (10 instructions).
 
 bits 16
 org 0x7C00
@@ -93,8 +94,8 @@ start:
     xor al, al
 .nowrap:
     loop .pat
-    mov ax, 0x000A          ; "\n" and the terminating NUL
-    stosw
+    mov al, 10              ; "\n" ends the 64-byte line
+    stosb
     mov si, BUF
     call print
     inc bp
@@ -107,24 +108,27 @@ start:
     hlt
     jmp .halt
 
-; print: send the NUL-terminated string at ds:si to COM1, polling LSR.THRE.
+; print: send the 64-byte line at ds:si to COM1, each byte after polling LSR.THRE.
 print:
-    mov dx, COM1 + LSR
-    jmp .poll
-.send:
-    mov dl, (COM1 + THR) & 0xFF
-    out dx, al
+    mov cx, LINE_LEN / 4
+    mov dh, COM1 >> 8
+.four:
+%assign k 0
+%rep 4
+.poll %+ k:
     mov dl, (COM1 + LSR) & 0xFF
-.poll:
     in al, dx
     test al, LSR_THRE
-    jz .poll
+    jz .poll %+ k
     lodsb
-    test al, al
-    jnz .send
+    mov dl, (COM1 + THR) & 0xFF
+    out dx, al
+%assign k k + 1
+%endrep
+    loop .four
     ret
 
-banner: db "pykvmm uart_spin: 1040 lines of 64 bytes through a polled 16550", 10, 0
+banner: db "pykvmm uart_spin: 1040 lines of 64 bytes through a polled 16550", 10  ; 64 bytes
 
 times 510 - ($ - $$) db 0
 dw 0xAA55

@@ -56,6 +56,13 @@ COMPLETION_EXIT = "completion-exit"  # the completion run returned a real exit
 KICK_PENDING = "kick-pending"  # the vCPU was kicked (deadline, signal, input): handle that first
 
 
+# First bytes an INS/OUTS instruction can start with: its opcodes (6C-6F) and the prefixes
+# (REP/REPNE, operand and address size, segment overrides).  Any other byte at the site rules
+# out a string IO instruction there without decoding.
+_STRING_PIO_LEAD = frozenset((0x6C, 0x6D, 0x6E, 0x6F, 0xF3, 0xF2, 0x66, 0x67,
+                              0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
+
+
 class _EngineEmulator(Emulator):
     def request_stop(self) -> None:
         """Stop before the next instruction (the emulator's own mechanism for code that must not
@@ -139,9 +146,18 @@ class CoalescingEngine:
     # -- the dispatcher ---------------------------------------------------------------------------
 
     def after_exit(self, ex) -> None:
+        """Coalesce after any exit value (the machine's slow path, MMIO, tests)."""
         kind = self.interpreter.classify(ex)
         if kind is None:
             return
+        self._coalesce(kind, getattr(ex, "port", -1))
+
+    def after_pio(self, is_out: int, port: int) -> None:
+        """The run loop's fast path for port IO: the same as after_exit(IoOut/IoIn), without
+        building the exit value (about 0.5 us here)."""
+        self._coalesce(PIO_OUT if is_out else PIO_IN, port)
+
+    def _coalesce(self, kind: str, port: int) -> None:
         if self.page[RUN_IMMEDIATE_EXIT]:
             self._stop(KICK_PENDING)  # a device deadline or a signal is waiting: no emulation
             return
@@ -152,10 +168,9 @@ class CoalescingEngine:
                 return
             if not self._complete():
                 return
-        cpu = self.cpu
+        cpu = self.cpu  # cpu.plain stays True: a state that is not plain never reaches run()
         s = cpu.s
-        plain = cpu.plain = load_state(self.page, s)
-        if not plain:
+        if not load_state(self.page, s):
             self._stop(ST.MODE)
             return
         flags = s[FL]
@@ -169,9 +184,9 @@ class CoalescingEngine:
         cs_base = s[BASE + CS]
         ip = s[IP]
         site = cs_base + ip
-        if kind == PIO_OUT or kind == PIO_IN:
+        if port >= 0 and self.ram[site] in _STRING_PIO_LEAD:
             nxt = self.emu.lookup(cs_base, ip)
-            if nxt.is_pio and nxt.is_string and s[EDX] == ex.port:
+            if nxt.is_pio and nxt.is_string and s[EDX] & 0xFFFF == port:
                 self._stop(REP_PENDING)  # RIP still on a REP INS/OUTS with iterations left
                 return
         size = self._decide(site, s, cs_base, ip)

@@ -102,22 +102,45 @@ class _NotifyOnWrite:
         self._after()
 
 
-class _FeedOnRead:
-    """Bus adapter for COM1: after the guest reads, top the receive FIFO up from host input."""
+class _Com1Input:
+    """Bus adapter for COM1: host input reaches the receiver only once the guest is listening.
 
-    __slots__ = ("_read", "write", "_machine")
+    Bytes pushed into the UART before the guest has set it up would be lost: enabling the FIFOs
+    (FCR bit 0) clears the receiver, as the 16550 datasheet says.  So input waits in the pump until
+    the guest reads RBR or LSR or enables the received-data interrupt (IER bit 0), and after every
+    read the receive FIFO is topped up from the pump.
+    """
+
+    __slots__ = ("_read", "_write", "_machine")
 
     def __init__(self, device, machine) -> None:
         self._read = device.read
-        self.write = device.write
+        self._write = device.write
         self._machine = machine
 
     def read(self, offset: int) -> int:
         value = self._read(offset)
-        pump = self._machine.input_pump
-        if pump is not None and (pump.pending or not pump.queue.empty()):
-            pump.feed(self._machine.uart)
+        m = self._machine
+        pump = m.input_pump
+        if pump is not None:
+            if not m.input_armed and offset in (_UART_RBR, _UART_LSR):
+                m.input_armed = True
+            if m.input_armed and (pump.pending or not pump.queue.empty()):
+                pump.feed(m.uart)
         return value
+
+    def write(self, offset: int, value: int) -> None:
+        self._write(offset, value)
+        if offset == _UART_IER and value & _UART_IER_ERBFI:
+            m = self._machine
+            m.input_armed = True
+            pump = m.input_pump
+            if pump is not None and (pump.pending or not pump.queue.empty()):
+                pump.feed(m.uart)
+
+
+_UART_RBR, _UART_IER, _UART_LSR = 0, 1, 5
+_UART_IER_ERBFI = 0x01
 
 
 @dataclass
@@ -154,6 +177,7 @@ class Machine:
         self.debugcon_sink: Sink = open_sink(self.config.debugcon, "--debugcon")
         self.sinks: list[Sink] = [self.serial, self.serial2, self.debugcon_sink]
         self.input_pump = None
+        self.input_armed = False  # the guest has started listening on COM1 (see _Com1Input)
         self.irqs_injected = 0
         self._intr = False  # the CPU's INTR pin, as the master PIC drives it
         self._timeout_at: int | None = None
@@ -219,7 +243,7 @@ class Machine:
         self.debugcon = DebugCon(self.debugcon_sink)
         pio.register(layout.PORT_DEBUGCON, 1, self.debugcon, "debugcon")
         self.uart = Uart16550(sink=self.serial, irq=pic.line(layout.COM1_IRQ))
-        pio.register(layout.COM1_BASE, 8, _FeedOnRead(self.uart, self), "com1")
+        pio.register(layout.COM1_BASE, 8, _Com1Input(self.uart, self), "com1")
         self.uart2 = Uart16550(sink=self.serial2, irq=pic.line(layout.MMIO_UART_IRQ))
         self.mmio.register(layout.MMIO_UART_BASE, 8, self.uart2, "uart-mmio")
 
@@ -384,7 +408,6 @@ class Machine:
         hdr = _RUN_HDR.unpack_from
         pio = self.pio
         pio_read, pio_write = pio.read, pio.write
-        IoOut, IoIn = X.IoOut, X.IoIn
         from_bytes = int.from_bytes
         counts = self.exit_counts
         engine = self.engine
@@ -415,7 +438,7 @@ class Machine:
                             for i in range(off, off + size * count, size):
                                 pio_write(port, size, from_bytes(page[i:i + size], "little"))
                         if engine is not None and self._stop is None:
-                            engine.after_exit(IoOut(port, size, count, page[off:off + size * count]))
+                            engine.after_pio(1, port)
                     else:  # IN: the value goes where KVM completes the instruction from
                         if count == 1:
                             if size == 1:
@@ -428,7 +451,7 @@ class Machine:
                                 buf += pio_read(port, size).to_bytes(size, "little")
                             page[off:off + size * count] = buf
                         if engine is not None and self._stop is None:
-                            engine.after_exit(IoIn(port, size, count, off))
+                            engine.after_pio(0, port)
                 else:
                     self.handle_exit(vcpu.decode_exit())
                 if self._intr:
@@ -450,7 +473,7 @@ class Machine:
         self.pit.poll()
         self.cmos.poll()
         pump = self.input_pump
-        if pump is not None and (pump.pending or not pump.queue.empty()):
+        if pump is not None and self.input_armed and (pump.pending or not pump.queue.empty()):
             pump.feed(self.uart)
         self._reschedule()
         if self._intr:
@@ -523,6 +546,8 @@ class Machine:
         if kicker is None:  # unit tests drive handle_exit without a run
             self.request_stop(END_HALT, 0, "HLT with no interrupt source")
             return
+        # The guest is idle: let whoever reads its output (a pipe, a file) see it now.
+        self.flush()
         injected = self.irqs_injected
         while self._stop is None:
             if self._intr:
