@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import struct
 import time
 
 from ..kvm._libc import ioctl
 from ..kvm import ioctls as K
-from ..kvm.structs import RUN_IMMEDIATE_EXIT
+from ..kvm.structs import RUN_IMMEDIATE_EXIT, RUN_S
 from ..x86 import stops as ST
 from ..x86.emulator import Emulator
 from ..x86.state import BASE, CS, EDX, FL, IF, IP, NSTATE, TF, CpuState
@@ -61,6 +62,12 @@ KICK_PENDING = "kick-pending"  # the vCPU was kicked (deadline, signal, input): 
 # out a string IO instruction there without decoding.
 _STRING_PIO_LEAD = frozenset((0x6C, 0x6D, 0x6E, 0x6F, 0xF3, 0xF2, 0x66, 0x67,
                               0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
+
+
+_RIP = struct.Struct("<Q")
+_U64 = struct.Struct("<Q")
+_RIP_OFF = RUN_S + 16 * 8  # kvm_regs.rip in the sync-regs area
+_CS_BASE_OFF = RUN_S + 144  # kvm_sregs.cs.base
 
 
 class _EngineEmulator(Emulator):
@@ -166,6 +173,11 @@ class CoalescingEngine:
             if how == P.UNSAFE:
                 self._stop(PROTOCOL)
                 return
+            if kind == PIO_IN and self.policy == FIG5 and self._known_singular_in():
+                # A known singular site: no block to run, so no completion run either; KVM
+                # completes the IN itself on the next entry.
+                self.singular += 1
+                return
             if not self._complete():
                 return
         cpu = self.cpu  # cpu.plain stays True: a state that is not plain never reaches run()
@@ -209,6 +221,41 @@ class CoalescingEngine:
             self.blocks_emulated += 1
             self.instructions_emulated += stop.insns
             self.io_emulated += stop.ios
+
+    def _known_singular_in(self) -> bool:
+        """Before completing a trapped IN: is the instruction after it a known singular site?
+
+        RIP still points at the IN here (that is why it needs completing), so the site is RIP
+        plus the IN's length, read from its opcode: E4/E5 (imm8 port) are 2 bytes, EC/ED (DX)
+        1 byte, one more with an operand-size prefix.  Anything else (INS, other prefixes) is
+        left to the normal path."""
+        page = self.page
+        rip = _RIP.unpack_from(page, _RIP_OFF)[0]
+        cs_base = _U64.unpack_from(page, _CS_BASE_OFF)[0]
+        at = cs_base + rip
+        ram = self.ram
+        if at + 2 >= len(ram):
+            return False
+        op = ram[at]
+        length = 0
+        if op == 0x66:
+            op = ram[at + 1]
+            length = 1
+        if op == 0xEC or op == 0xED:
+            length += 1
+        elif op == 0xE4 or op == 0xE5:
+            length += 2
+        else:
+            return False
+        site = at + length
+        entries = self.table.entries(site)
+        if not entries or not entries[0].singular:
+            return False
+        e = entries[0]
+        if self.hasher.block(ram[site:site + e.nbytes], site) != e.digest:
+            return False
+        self.table_hits += 1
+        return True
 
     def _stop(self, reason: str) -> None:
         self.stops[reason] = self.stops.get(reason, 0) + 1
