@@ -187,6 +187,7 @@ class Machine:
         self.vcpu = None
         self.exit_counts: dict[str, int] = {}
         self.engine = None  # the coalescing engine, attached by a higher layer
+        self.ring = None  # KVM's coalesced IO ring (coalesced_ring.py), drained after every exit
         self._stop: tuple[str, int] | None = None
         self._stop_detail = ""
         self.guest_exit_value: int | None = None
@@ -380,6 +381,8 @@ class Machine:
             self._kicker = None
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
+            if self.ring is not None:
+                self.ring.drain()
             self.flush()
         end, status = self._stop or (END_ERROR, STATUS_FAULT)
         return RunResult(end, status, wall, self._stop_detail)
@@ -411,6 +414,7 @@ class Machine:
         from_bytes = int.from_bytes
         counts = self.exit_counts
         engine = self.engine
+        ring = self.ring
         # KVM puts port-IO data at KVM_PIO_PAGE_OFFSET (the page after kvm_run); the window is
         # checked against the mapping so a bad data_offset can never index outside it.
         page_limit = vcpu.page_size
@@ -419,6 +423,8 @@ class Machine:
             while self._stop is None:
                 if run_ioctl(fd, KVM_RUN, 0) < 0:
                     err = ctypes.get_errno()
+                    if ring is not None:
+                        ring.drain()  # buffered writes precede the kick
                     if err != errno.EINTR and err != errno.EAGAIN:
                         raise KvmError(f"KVM_RUN failed: [Errno {err}] {os.strerror(err)}")
                     n_total += 1
@@ -427,6 +433,8 @@ class Machine:
                     self._after_kick(kicker)
                     continue
                 n_total += 1
+                if ring is not None:
+                    ring.drain()  # KVM's buffered writes happened before this exit
                 reason, direction, size, port, count, off = hdr(page, _EXIT_REASON)
                 if reason == _EXIT_IO and off + size * count <= page_limit:
                     n_io += 1
