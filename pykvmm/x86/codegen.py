@@ -284,17 +284,23 @@ def gen_insn(ins: Insn) -> Gen:
         # F2/F3 select other instructions on non-string opcodes (PAUSE, TZCNT, LZCNT, SSE).
         raise Unsupported(stops.UNSUPPORTED, "REP prefix on a non-string instruction")
     _body(g, ins)
-    if g.io or g.writes or ins.is_string:
-        g.term = True  # IO, memory writes (possible self-modification) and string ops end blocks
+    if g.writes or ins.is_string:
+        g.term = True  # memory writes (possible self-modification) and string ops end blocks
     return g
 
 
+def retcode(k: int, nio: int, last: int) -> int:
+    """What a compiled unit returns: k instructions completed, nio of them did IO, the last IO
+    was instruction number ``last`` (1-based; 0: none).  Below 32 exactly when nio is 0, so the
+    run loop decodes only after IO."""
+    return k | nio << 5 | last << 10
+
+
 def assemble(gens: list[Gen]) -> str:
-    """The source of ``def f()`` running ``gens`` in order (one instruction or a basic block).
-    It returns 2*k + io: k instructions completed, io when the last one did IO.  IP is stored
-    only where it matters: before an instruction that may refuse (so a refusal leaves IP on
-    it), on an early exit after an MMIO access, and at the end.  A refusal records in
-    ``Refuse.done`` how many instructions of the block had completed."""
+    """The source of ``def f()`` running ``gens`` in order (one instruction or a basic block),
+    returning ``retcode(...)``.  IP is stored only where it matters: before an instruction that
+    may refuse (so a refusal leaves IP on it), on an early exit right after an MMIO access, and
+    at the end.  A refusal records in ``Refuse.done`` how many instructions had completed."""
     out = ["def f(s=s, ram=ram):"]
     k = len(gens)
     # Dead status flags: walking backwards, a flag line is dropped when every flag it writes
@@ -314,7 +320,7 @@ def assemble(gens: list[Gen]) -> str:
             live |= ALL_STATUS & ~g.fw if not g.reads_flags() else ALL_STATUS
         if g.raises:
             live = ALL_STATUS
-    anymem = any(g.memio for g in gens)
+    anymem = any(g.memio and not g.io for g in gens)
     anyraise = any(g.raises for g in gens)
     ind = "    "
     if anymem:
@@ -322,6 +328,7 @@ def assemble(gens: list[Gen]) -> str:
     if anyraise and k > 1:
         out.append(ind + "try:")
         ind = "        "
+    nio = last = 0
     for i, g in enumerate(gens):
         if g.jcc in (4, 5) and i > 0 and gens[i - 1].zf_r and not drop[i - 1]:
             # JZ/JNZ right after the instruction that set ZF: test its result directly
@@ -335,20 +342,19 @@ def assemble(gens: list[Gen]) -> str:
             if drop[i] and j == g.flag_line:
                 continue
             # a string instruction's early "return" (count already 0) completes i + 1 insns
-            out.append(ind + ln.replace("return", f"return {2 * (i + 1)}"))
-        last = i == k - 1
-        if g.falls:
-            if last:
-                out.append(f"{ind}s[8] = {g.next:#x}")
-        if not last and g.memio:
-            out.append(f"{ind}if io[0] != z_: s[8] = {g.next:#x}; return {2 * (i + 1) + 1}")
-    g = gens[-1]
-    if g.io:
-        out.append(f"{ind}return {2 * k + 1}")
-    elif g.memio:
-        out.append(f"{ind}return {2 * k} + (io[0] != z_)")
-    else:
-        out.append(f"{ind}return {2 * k}")
+            out.append(ind + ln.replace("return", f"return {retcode(i + 1, nio, last)}"))
+        if g.io:
+            nio += 1
+            last = i + 1
+        if g.falls and i == k - 1:
+            out.append(f"{ind}s[8] = {g.next:#x}")
+        if g.memio and not g.io:
+            # an MMIO access is IO: leave the block right after it, so IO is counted exactly
+            if g.falls and i < k - 1:
+                out.append(f"{ind}if io[0] != z_: s[8] = {g.next:#x}; return {retcode(i + 1, nio + 1, i + 1)}")
+            else:
+                out.append(f"{ind}if io[0] != z_: return {retcode(i + 1, nio + 1, i + 1)}")
+    out.append(f"{ind}return {retcode(k, nio, last)}")
     if anyraise and k > 1:
         idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
         out.append("    except Refuse as r_:")

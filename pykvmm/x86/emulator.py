@@ -34,6 +34,10 @@ _DEADLINE_STRIDE = 1024  # instructions between clock reads when a deadline is s
 # instructions remain before the next limit (budget, IO window, deadline check); closer to a
 # limit the loop runs single instructions, so limits are exact.
 MAX_BLOCK = 16
+# Port IO does not end a block, but at most this many instructions may follow the block's last
+# IO instruction; blocks are used only when io_window is at least this, so the IO window (which
+# restarts at every IO) can never end inside a block.
+MAX_TAIL = 4
 
 
 class Block:
@@ -77,6 +81,7 @@ class Emulator:
         self._ip_hi = 0
         self._spans: list[tuple[int, int, bytes]] = []
         self.compiled = 0  # instructions compiled so far (tests and stats)
+        self.use_blocks = True  # False: one instruction per dispatch (the reference behaviour)
         self._ns = self._namespace()
 
     # -- memory routing (slow paths; compiled code inlines RAM below FAST_RAM_END) ----------------
@@ -236,6 +241,7 @@ class Emulator:
                     return b
         gens = []
         at = ip
+        tail = -1  # instructions since the last IO instruction (-1: no IO yet)
         while len(gens) < MAX_BLOCK and at < hi:
             ins = self.lookup(cs_base, at)
             if not ins.supported:
@@ -244,6 +250,12 @@ class Emulator:
             at += ins.length
             if ins.gen.term:
                 break
+            if ins.gen.io:
+                tail = 0
+            elif tail >= 0:
+                tail += 1
+                if tail >= MAX_TAIL:
+                    break
         if len(gens) < 2:
             return None
         source = assemble(gens)
@@ -320,7 +332,10 @@ class Emulator:
             if time.monotonic_ns() >= deadline_ns:
                 return Stop(stops.DEADLINE)
             limit = min(limit, _DEADLINE_STRIDE)
-        soft = limit - MAX_BLOCK  # below it a whole block fits before the limit
+        # Below ``soft`` a whole block fits before the limit; with an IO window shorter than a
+        # block's tail after IO, blocks are never used.
+        blocks_ok = self.use_blocks and (io_window is None or io_window >= MAX_TAIL)
+        soft = limit - MAX_BLOCK if blocks_ok else -1
         try:
             while True:
                 if n < soft:
@@ -337,7 +352,7 @@ class Emulator:
                             reason = stops.DEADLINE
                             break
                         limit = min(max_insns, io_limit, n + _DEADLINE_STRIDE)
-                        soft = limit - MAX_BLOCK
+                        soft = limit - MAX_BLOCK if blocks_ok else -1
                         continue
                     f = sget(s[8])
                 if f is None:
@@ -380,15 +395,17 @@ class Emulator:
                         if end - cs_base > self._ip_hi:
                             self._ip_hi = end - cs_base
                 r = f()
-                n += r >> 1
-                if r & 1:
-                    ios += 1
+                if r < 32:  # no IO (see codegen.retcode)
+                    n += r
+                else:
+                    ios += (r >> 5) & 31
                     if io_window is not None:
-                        io_limit = n + io_window
+                        io_limit = n + (r >> 10) + io_window
                         limit = min(max_insns, io_limit)
                         if deadline_ns is not None:
                             limit = min(limit, n + _DEADLINE_STRIDE)
-                        soft = limit - MAX_BLOCK
+                        soft = limit - MAX_BLOCK if blocks_ok else -1
+                    n += r & 31
         except Refuse as r_:
             reason, detail = r_.reason, r_.detail
             n += r_.done

@@ -60,6 +60,11 @@ def random_insn(rng: random.Random) -> bytes:
         return bytes([rng.choice([0xF5, 0xF8, 0xF9, 0xFC, 0xFD, 0x98, 0x99, 0x9E, 0x9F, 0x90])])
     if kind == 12:  # LOOP back over a few bytes, rarely
         return bytes([0xE2, rng.choice([0xFE, 0xFB, 0x02])])
+    if kind == 13 and rng.random() < 0.5:  # port IO through DX (= 0x80 + small) or imm8
+        return bytes([rng.choice([0xEC, 0xED, 0xEE, 0xEF, 0xE4, 0xE6])]) + (
+            bytes([0x81]) if False else b"")
+    if rng.random() < 0.5:
+        return bytes([rng.choice([0xE4, 0xE5, 0xE6, 0xE7]), 0x80 + rng.randrange(4)])
     return bytes([0xA4 if rng.random() < 0.5 else 0xAA])  # MOVSB / STOSB
 
 
@@ -69,11 +74,31 @@ def build(seed: int) -> bytes:
     return code + b"\xf4"
 
 
-def run_to_end(code: bytes, regs: list[int], flags: int, step: bool):
+class Sequence:
+    """A deterministic port device (its answers depend on the access history)."""
+
+    def __init__(self) -> None:
+        self.v = 7
+
+    def read(self, offset: int) -> int:
+        self.v = (self.v * 29 + offset + 3) & 0xFF
+        return self.v
+
+    def write(self, offset: int, value: int) -> None:
+        self.v ^= value
+
+
+def make(code: bytes):
     mem = FlatMemory()
     mem.load(CODE, code)
     mem.load(0x2000, bytes(range(256)) * 4)
-    emu = Emulator(mem, PortBus(), MmioBus())
+    pio = PortBus()
+    pio.register(0x80, 4, Sequence())
+    return mem, pio, Emulator(mem, pio, MmioBus())
+
+
+def run_to_end(code: bytes, regs: list[int], flags: int, step: bool):
+    mem, pio, emu = make(code)
     cpu = CpuState(eax=regs[0], ecx=regs[1] & 0xFF, edx=regs[2], ebx=regs[3] & 0x3F,
                    esp=0x8000, ebp=regs[4], esi=regs[5] & 0xFF, edi=regs[6] & 0xFF,
                    ip=CODE, flags=(flags & 0xCD5) | 2, ds=DATA_SEG, es=DATA_SEG, ss=0x100)
@@ -98,6 +123,31 @@ def test_blocks_match_single_steps(seed, regs, flags):
     assert a[2] == b[2], (code.hex(), a[2], b[2])
     assert a[1] == b[1] and a[0] == b[0], (code.hex(), a[:2], b[:2])
     assert a[3] == b[3], code.hex()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), regs=st.lists(st.integers(0, 0xFFFFFFFF), min_size=7, max_size=7),
+       window=st.one_of(st.none(), st.integers(1, 20)), budget=st.integers(1, 300))
+def test_blocks_keep_budget_and_io_window_exact(seed, regs, window, budget):
+    """The same run with blocks and with one instruction per dispatch: same stop, same counts,
+    same state, same device history."""
+    code = build(seed)
+    results = []
+    for use_blocks in (True, False):
+        mem, pio, emu = make(code)
+        emu.use_blocks = use_blocks
+        cpu = CpuState(eax=regs[0], ecx=regs[1] & 0xFF, edx=0x80 + (regs[2] & 3), ebx=regs[3] & 0x3F,
+                       esp=0x8000, ebp=regs[4], esi=regs[5] & 0xFF, edi=regs[6] & 0xFF, ip=CODE,
+                       ds=DATA_SEG, es=DATA_SEG, ss=0x100)
+        trail = []
+        for _ in range(20):
+            stop = emu.run(cpu, max_insns=budget, io_window=window)
+            trail.append((stop.reason, stop.insns, stop.ios))
+            if stop.reason not in (stops.BUDGET, stops.SMC, stops.EXTENT):
+                break
+        results.append((trail, cpu.s, dict(pio.io_ops), bytes(mem.ram[0:0x20000])))
+    assert results[0][0] == results[1][0], code.hex()
+    assert results[0][1:] == results[1][1:], code.hex()
 
 
 def test_refusal_inside_a_block_counts_completed_instructions(flat):
