@@ -17,6 +17,7 @@ from .coalesce.engine import DEFAULT_EXTENT, DEFAULT_POLICY, MAX_EXTENT, OFF, PO
 from .coalesce.hashing import DEFAULT_TABLE_SIZE, HASH_BLOCK, HASH_BLOCK_ADDRESS
 from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
+from .machine.coalesced_ring import CoalescedRing
 from .machine.machine import STATUS_FAULT, STATUS_USAGE, Machine, MachineConfig
 
 EPILOG = """\
@@ -86,6 +87,8 @@ def _debugcon_spec(text: str) -> str:
     return "file:" + text
 
 
+KVM_RING = "kvm-ring"  # --coalesce kvm-ring: KVM's coalesced IO ring (machine/coalesced_ring.py)
+
 FIRMWARE_IMAGE = Path(__file__).resolve().parent.parent / "firmware" / "bios.bin"
 
 
@@ -132,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--bios", metavar="PATH",
                     help="run this firmware image (64-256 KiB, e.g. /usr/share/seabios/bios.bin) "
                          "instead of pykvmm's own")
-    p.add_argument("--coalesce", choices=list(POLICIES), default=DEFAULT_POLICY,
-                   help="IO coalescing policy: the patent's Figure 5, 6 or 7 embodiment, or off "
+    p.add_argument("--coalesce", choices=[*POLICIES, KVM_RING], default=DEFAULT_POLICY,
+                   help="IO coalescing policy: the patent's Figure 5, 6 or 7 embodiment, off, or "
+                        "kvm-ring (KVM's own coalesced IO ring on the UARTs' THR, a baseline) "
                         f"(default: {DEFAULT_POLICY})")
     p.add_argument("--extent", type=_extent, default=DEFAULT_EXTENT, metavar="N",
                    help=f"instructions scanned after the trapping IO instruction (default {DEFAULT_EXTENT})")
@@ -198,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                                firmware=firmware, firmware_kind=kind)
         machine = Machine(config)
         machine.load_guest(image)
-        if args.coalesce != OFF:
+        if args.coalesce == KVM_RING:
+            machine.ring = CoalescedRing(machine)
+        elif args.coalesce != OFF:
             machine.engine = CoalescingEngine(machine, args.coalesce, extent=args.extent,
                                               hash_mode=args.hash_mode, literal=args.literal,
                                               table_size=args.table_size)
@@ -208,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.stats or args.stats_json:
             stats = {"guest": args.guest}
             stats.update(machine.stats(result))
+            if machine.ring is not None:
+                stats["coalesce"] = machine.ring.stats()
             if args.stats:
                 print(format_summary(stats), file=sys.stderr)
             if args.stats_json:
