@@ -33,14 +33,16 @@ from ..x86 import stops as ST
 from ..x86.emulator import Emulator
 from ..x86.state import BASE, CS, EDX, FL, IF, IP, NSTATE, TF, CpuState
 from . import protocol as P
+from collections import OrderedDict
+
 from .hashing import (DEFAULT_TABLE_SIZE, HASH_BLOCK, HASH_BLOCK_ADDRESS, Fig5Entry, Fig5Table,
                       Fig6Table, Fig7Table, HashingUnit)
 from .interpreter import PIO_IN, PIO_OUT, InstructionInterpreter
 from .ipupdate import InstructionPointerUpdate, load_state
 from .scanner import ScanningUnit
 
-OFF, FIG5, FIG6, FIG7 = "off", "fig5", "fig6", "fig7"
-POLICIES = (OFF, FIG5, FIG6, FIG7)
+OFF, FIG5, FIG6, FIG7, TRACE = "off", "fig5", "fig6", "fig7", "trace"
+POLICIES = (OFF, FIG5, FIG6, FIG7, TRACE)
 DEFAULT_POLICY = FIG5
 DEFAULT_EXTENT = 10
 MAX_EXTENT = 10_000
@@ -55,6 +57,14 @@ REP_PENDING = "rep-pending"  # the trapping string IO has iterations left
 PROTOCOL = "protocol"  # this KVM's completion behaviour is not safe for this exit kind
 COMPLETION_EXIT = "completion-exit"  # the completion run returned a real exit
 KICK_PENDING = "kick-pending"  # the vCPU was kicked (deadline, signal, input): handle that first
+DEMOTED = "demoted"  # the site keeps failing to reach another IO: left native for a while
+
+# Profitability (beyond the patent): a site whose emulation ends this many times in a row
+# without reaching another IO is demoted to singular for DEMOTE_FIRST of its exits, doubling
+# on each relapse up to DEMOTE_MAX; a success halves the penalty again.
+DEMOTE_AFTER = 3
+DEMOTE_FIRST = 16
+DEMOTE_MAX = 4096
 
 
 # First bytes an INS/OUTS instruction can start with: its opcodes (6C-6F) and the prefixes
@@ -139,11 +149,17 @@ class CoalescingEngine:
             self.table = Fig5Table(table_size)
         elif policy == FIG6:
             self.table = Fig6Table(table_size)
-        else:
+        elif policy == FIG7:
             self.table = Fig7Table(table_size)
+        else:
+            self.table = None  # trace follows control flow; the emulator's cache validates code
+        # site -> [misses in a row, exits left to skip, next penalty]; None with --literal.
+        self.demotion: OrderedDict | None = None if literal else OrderedDict()
+        self.table_size = table_size
+        self.demoted = 0
         self.cpu = CpuState()
         self.ram = machine.mem.ram
-        self._decide = {FIG5: self._fig5, FIG6: self._fig6, FIG7: self._fig7}[policy]
+        self._decide = {FIG5: self._fig5, FIG6: self._fig6, FIG7: self._fig7, TRACE: None}[policy]
         # stats
         self.scans = self.blocks_emulated = self.instructions_emulated = self.io_emulated = 0
         self.singular = self.table_hits = self.table_misses = self.hash_mismatches = 0
@@ -173,9 +189,9 @@ class CoalescingEngine:
             if how == P.UNSAFE:
                 self._stop(PROTOCOL)
                 return
-            if kind == PIO_IN and self.policy == FIG5 and self._known_singular_in():
-                # A known singular site: no block to run, so no completion run either; KVM
-                # completes the IN itself on the next entry.
+            if kind == PIO_IN and self._singular_before_completion():
+                # A known singular or demoted site: no block to run, so no completion run
+                # either; KVM completes the IN itself on the next entry.
                 self.singular += 1
                 return
             if not self._complete():
@@ -201,10 +217,22 @@ class CoalescingEngine:
             if nxt.is_pio and nxt.is_string and s[EDX] & 0xFFFF == port:
                 self._stop(REP_PENDING)  # RIP still on a REP INS/OUTS with iterations left
                 return
-        size = self._decide(site, s, cs_base, ip)
-        if not size:
-            self.singular += 1
-            return
+        demotion = self.demotion
+        if demotion is not None:
+            d = demotion.get(site)
+            if d is not None and d[1] > 0:
+                d[1] -= 1
+                self.demoted += 1
+                self._stop(DEMOTED)
+                return
+        if self._decide is None:  # trace: follow the real control flow, extent slides along
+            lo, hi, window = 0, 0x10000, self.extent
+        else:
+            size = self._decide(site, s, cs_base, ip)
+            if not size:
+                self.singular += 1
+                return
+            lo, hi, window = ip, min(ip + size, 0x10000), None
         before = list(s)
         emu = self.emu
         emu.io_stop = False
@@ -212,7 +240,7 @@ class CoalescingEngine:
         nd = m.next_deadline
         if nd is not None and nd < deadline:
             deadline = nd
-        stop = emu.run(cpu, max_insns=BLOCK_BUDGET, lo=ip, hi=min(ip + size, 0x10000),
+        stop = emu.run(cpu, max_insns=BLOCK_BUDGET, lo=lo, hi=hi, io_window=window,
                        deadline_ns=deadline)
         reason = IO_STOP if emu.io_stop else stop.reason
         self.stops[reason] = self.stops.get(reason, 0) + 1
@@ -221,9 +249,34 @@ class CoalescingEngine:
             self.blocks_emulated += 1
             self.instructions_emulated += stop.insns
             self.io_emulated += stop.ios
+        if demotion is not None:
+            self._score(site, stop.ios > 0)
 
-    def _known_singular_in(self) -> bool:
-        """Before completing a trapped IN: is the instruction after it a known singular site?
+    def _score(self, site: int, profitable: bool) -> None:
+        """Profitability bookkeeping for a site (bounded like the table: LRU)."""
+        demotion = self.demotion
+        d = demotion.get(site)
+        if d is None:
+            if profitable:
+                return
+            d = demotion[site] = [0, 0, DEMOTE_FIRST]
+            if len(demotion) > self.table_size:
+                demotion.popitem(last=False)
+        else:
+            demotion.move_to_end(site)
+        if profitable:
+            d[0] = 0
+            d[2] = max(DEMOTE_FIRST, d[2] // 2)
+            return
+        d[0] += 1
+        if d[0] >= DEMOTE_AFTER:
+            d[0] = 0
+            d[1] = d[2]
+            d[2] = min(DEMOTE_MAX, d[2] * 2)
+
+    def _singular_before_completion(self) -> bool:
+        """Before completing a trapped IN: is the instruction after it a site known to be
+        singular (Figure 5's memo) or demoted?  Then no completion run is needed.
 
         RIP still points at the IN here (that is why it needs completing), so the site is RIP
         plus the IN's length, read from its opcode: E4/E5 (imm8 port) are 2 bytes, EC/ED (DX)
@@ -248,6 +301,15 @@ class CoalescingEngine:
         else:
             return False
         site = at + length
+        if self.demotion is not None:
+            d = self.demotion.get(site)
+            if d is not None and d[1] > 0:
+                d[1] -= 1
+                self.demoted += 1
+                self._stop(DEMOTED)
+                return True
+        if self.policy != FIG5:
+            return False
         entries = self.table.entries(site)
         if not entries or not entries[0].singular:
             return False
@@ -365,7 +427,8 @@ class CoalescingEngine:
             "singular": self.singular, "table_hits": self.table_hits,
             "table_misses": self.table_misses, "hash_mismatches": self.hash_mismatches,
             "invalidations": self.invalidations, "completions": self.completions,
-            "table_entries": len(self.table), "stops": dict(sorted(self.stops.items())),
+            "table_entries": len(self.table) if self.table is not None else 0,
+            "demoted": self.demoted, "stops": dict(sorted(self.stops.items())),
             "protocol": dict(self.protocol),
         }
 

@@ -34,7 +34,7 @@ def run(code: bytes, policy: str, extent: int = 10, timeout: float = 20, **setup
     return r, st, mem
 
 
-def check_same(src: str, policies=("fig5", "fig6", "fig7"), extent=10, min_emulated=1, **setup):
+def check_same(src: str, policies=("fig5", "fig6", "fig7", "trace"), extent=10, min_emulated=1, **setup):
     code = assemble(src + END)
     ref_r, ref, ref_mem = run(code, "off", **setup)
     assert ref_r.end == "debug-exit", ref_r.detail
