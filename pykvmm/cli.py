@@ -18,6 +18,7 @@ from .coalesce.hashing import DEFAULT_TABLE_SIZE, HASH_BLOCK, HASH_BLOCK_ADDRESS
 from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
 from .machine.coalesced_ring import CoalescedRing
+from .machine.iolog import IoLog
 from .machine.machine import STATUS_FAULT, STATUS_USAGE, Machine, MachineConfig
 
 EPILOG = """\
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "single instead of being rescanned)")
     p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
                    help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")
+    p.add_argument("--io-log", metavar="PATH",
+                   help="write every guest IO operation, in order, one line each: "
+                        "space (pio/mmio), port or address, r/w, size, value")
     p.add_argument("--exit-code", choices=["plain", "qemu"], default="plain",
                    help="plain: status v; qemu: (v << 1) | 1, as QEMU's isa-debug-exit")
     return p
@@ -194,6 +198,7 @@ def format_summary(stats: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     machine = None
+    io_log = None
     try:
         image = read_guest(args.guest)
         firmware, kind = (None, "builtin") if args.no_firmware else read_firmware(args.bios)
@@ -202,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                                firmware=firmware, firmware_kind=kind)
         machine = Machine(config)
         machine.load_guest(image)
+        if args.io_log:
+            io_log = IoLog(args.io_log)
+            io_log.attach(machine)
         if args.coalesce == KVM_RING:
             machine.ring = CoalescedRing(machine)
         elif args.coalesce != OFF:
@@ -235,5 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pykvmm: {e}", file=sys.stderr)
         return STATUS_FAULT
     finally:
+        if io_log is not None:
+            io_log.close()
         if machine is not None:
             machine.close()
