@@ -33,6 +33,9 @@ STATUS_CLEAR = 0x3FF72A
 ALL_STATUS = 0x8D5
 HI = 22  # s[HI + r]: high half of general register r (see state.py)
 
+# The flags each condition reads.
+COND_READS = (0x800, 0x800, 1, 1, 0x40, 0x40, 0x41, 0x41, 0x80, 0x80, 4, 4, 0x880, 0x880,
+              0x8C0, 0x8C0)
 # Conditions of Jcc/SETcc/CMOVcc by their 4-bit code (SDM vol. 1, appendix B), over ``f``.
 COND = (
     "f & 0x800", "not f & 0x800", "f & 1", "not f & 1", "f & 0x40", "not f & 0x40",
@@ -54,6 +57,17 @@ def szp_expr(w: int, r: str = "r") -> str:
     if w == 16:
         return f"SZP16[{r}]"
     return f"(PAR[{r} & 0xFF] | (0 if {r} else 0x40) | {r} >> 24 & 0x80)"
+
+
+def flag_update(parts: list[tuple[int, str]], want: int) -> str:
+    """``s[9] = ...`` setting the flags in ``want`` from the parts that produce them."""
+    clear = 0
+    exprs = []
+    for m, expr in parts:
+        if m & want:
+            clear |= m
+            exprs.append(expr)
+    return f"s[9] = s[9] & {0x3FFFFF & ~clear:#x} | " + " | ".join(exprs)
 
 
 def r32(r: int) -> str:
@@ -84,18 +98,30 @@ class Gen:
         # the block assembler drops it when a later instruction overwrites them unread.
         self.flag_line = -1
         self.fw = 0
+        self.flag_parts: list[tuple[int, str]] = []
+        self.fr = -1        # flags read, when known more precisely than "any line reads s[9]"
+        self.cf_t = ""      # CF as a test on local t (for JB/JAE fusion), e.g. "t < 0"
         self.zf_r = False   # ZF == (local r == 0) after this instruction
         self.jcc = -1       # condition code of a Jcc (for fusion with the flag producer)
         self.jcc_ips = (0, 0)
 
-    def flags(self, line: str, written: int) -> None:
-        self.e(line)
+    def flags(self, parts: list[tuple[int, str]]) -> None:
+        """Emit the status-flag update as (flag bits, expression) parts, so that the block
+        assembler can compute only the flags that are live (see flag_update)."""
+        self.flag_parts = parts
+        self.fw = 0
+        for m, _ in parts:
+            self.fw |= m
+        self.e(flag_update(parts, self.fw))
         self.flag_line = len(self.lines) - 1
-        self.fw = written
 
-    def reads_flags(self) -> bool:
-        """Whether any line other than the flag line reads EFLAGS."""
-        return any("s[9]" in ln for i, ln in enumerate(self.lines) if i != self.flag_line)
+    def reads_flags(self) -> int:
+        """The status flags this instruction reads (beyond the flag line's pass-through)."""
+        if self.fr >= 0:
+            return self.fr
+        if any("s[9]" in ln for i, ln in enumerate(self.lines) if i != self.flag_line):
+            return ALL_STATUS
+        return 0
 
     def e(self, line: str) -> None:
         self.lines.append(line)
@@ -252,18 +278,24 @@ class Gen:
             carry = " + (s[9] & 1)" if op == 2 else ""
             self.e(f"t = {x} + {y}{carry}")
             self.e(f"r = t & {M:#x}")
-            self.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} | ({x} ^ {y} ^ r) & 0x10"
-                       f" | (({x} ^ r) & ({y} ^ r) & {SB:#x}) {sh}", ALL_STATUS)
+            self.flags([(0xC4, szp), (1, f"t >> {w}"), (0x10, f"({x} ^ {y} ^ r) & 0x10"),
+                        (0x800, f"(({x} ^ r) & ({y} ^ r) & {SB:#x}) {sh}")])
+            self.cf_t = f"t > {M:#x}"
+            if op == 2:
+                self.fr = 1
         elif op in (3, 5, 7):  # SBB/SUB/CMP: CF = borrow, OF = sign of x differs from y and r
             borrow = " - (s[9] & 1)" if op == 3 else ""
             self.e(f"t = {x} - {y}{borrow}")
             self.e(f"r = t & {M:#x}")
-            self.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | t >> {w} & 1 | ({x} ^ {y} ^ r) & 0x10"
-                       f" | (({x} ^ {y}) & ({x} ^ r) & {SB:#x}) {sh}", ALL_STATUS)
+            self.flags([(0xC4, szp), (1, f"t >> {w} & 1"), (0x10, f"({x} ^ {y} ^ r) & 0x10"),
+                        (0x800, f"(({x} ^ {y}) & ({x} ^ r) & {SB:#x}) {sh}")])
+            self.cf_t = "t < 0"
+            if op == 3:
+                self.fr = 1
         else:  # OR/AND/XOR: CF=OF=0 (SDM); AF undefined, cleared on this host (see alu.py)
             sym = {1: "|", 4: "&", 6: "^"}[op]
             self.e(f"r = {x} {sym} {y}")
-            self.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp}", ALL_STATUS)
+            self.flags([(0xC4, szp), (0x811, "0")])
         self.zf_r = True
         return op != 7
 
@@ -307,17 +339,22 @@ def assemble(gens: list[Gen]) -> str:
     # is overwritten later in the block before anything reads it.  All flags are live at the
     # block's end and before any instruction that may refuse (a refusal must leave exact
     # state), so only stretches of non-refusing instructions lose flag computations.
+    # A flag line is also narrowed to the flags that are live after it: bits it leaves stale
+    # are dead by construction.
     drop = [False] * k
+    want = [0] * k
     live = ALL_STATUS
     for i in range(k - 1, -1, -1):
         g = gens[i]
         if g.flag_line >= 0:
-            if not g.fw & live:
+            want[i] = g.fw & live
+            if not want[i]:
                 drop[i] = True
             else:
-                live &= ~g.fw
-        if g.reads_flags() or (g.flag_line >= 0 and not drop[i]):
-            live |= ALL_STATUS & ~g.fw if not g.reads_flags() else ALL_STATUS
+                for m, _ in g.flag_parts:
+                    if m & want[i]:
+                        live &= ~m
+        live |= g.reads_flags()
         if g.raises:
             live = ALL_STATUS
     anymem = any(g.memio and not g.io for g in gens)
@@ -330,17 +367,26 @@ def assemble(gens: list[Gen]) -> str:
         ind = "        "
     nio = last = 0
     for i, g in enumerate(gens):
-        if g.jcc in (4, 5) and i > 0 and gens[i - 1].zf_r and not drop[i - 1]:
+        prev = gens[i - 1] if i > 0 else None
+        if g.jcc in (4, 5) and prev is not None and prev.zf_r and want[i - 1] & 0x40:
             # JZ/JNZ right after the instruction that set ZF: test its result directly
             t_, n_ = g.jcc_ips
             z = "not r" if g.jcc == 4 else "r"
             out.append(f"{ind}s[8] = {t_:#x} if {z} else {n_:#x}")
             continue
+        if g.jcc in (2, 3) and prev is not None and prev.cf_t and want[i - 1] & 1:
+            # JB/JAE right after ADD/SUB/CMP: the carry or borrow from the wide result
+            t_, n_ = g.jcc_ips
+            c_ = prev.cf_t if g.jcc == 2 else f"not ({prev.cf_t})"
+            out.append(f"{ind}s[8] = {t_:#x} if {c_} else {n_:#x}")
+            continue
         if i > 0 and g.raises:
             out.append(f"{ind}s[8] = {g.ins.ip:#x}")
         for j, ln in enumerate(g.lines):
-            if drop[i] and j == g.flag_line:
-                continue
+            if j == g.flag_line:
+                if drop[i]:
+                    continue
+                ln = flag_update(g.flag_parts, want[i])
             # a string instruction's early "return" (count already 0) completes i + 1 insns
             out.append(ind + ln.replace("return", f"return {retcode(i + 1, nio, last)}"))
         if g.io:
@@ -499,6 +545,7 @@ def _body(g: Gen, ins: Insn) -> None:
             g.setip(f"{target:#x} if {COND[op & 15]} else {nxt:#x}")
             g.jcc = op & 15
             g.jcc_ips = (target, nxt)
+        g.fr = COND_READS[op & 15]
         return
     if op in (0xE0, 0xE1, 0xE2, 0xE3):
         rel = ins.imm - 256 if ins.imm & 0x80 else ins.imm
@@ -921,20 +968,20 @@ def _shift1(g: Gen, op: int, w: int) -> None:
     M, msb = MASK[w], w - 1
     szp = szp_expr(w)
     if op in (4, 6):  # SHL: CF = old MSB, OF = new MSB XOR CF
-        e(f"r = x << 1 & {M:#x}; c = x >> {msb}")
-        g.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | c | (r >> {msb} ^ c) << 11 | 0x10", ALL_STATUS)
+        e(f"r = x << 1 & {M:#x}")
+        g.flags([(0xC4, szp), (1, f"x >> {msb}"), (0x800, f"(r ^ x) >> {msb} << 11"), (0x10, "0x10")])
     elif op == 5:  # SHR: CF = old bit 0, OF = old MSB
         e("r = x >> 1")
-        g.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | (x >> {msb}) << 11 | 0x10", ALL_STATUS)
+        g.flags([(0xC4, szp), (1, "x & 1"), (0x800, f"x >> {msb} << 11"), (0x10, "0x10")])
     elif op == 7:  # SAR: the sign stays; OF = 0
         e(f"r = x >> 1 | x & {SIGN[w]:#x}")
-        g.flags(f"s[9] = s[9] & {STATUS_CLEAR:#x} | {szp} | x & 1 | 0x10", ALL_STATUS)
+        g.flags([(0xC4, szp), (1, "x & 1"), (0x810, "0x10")])
     elif op == 0:  # ROL: CF = new bit 0, OF = new MSB XOR CF; SF ZF AF PF unchanged
-        e(f"r = (x << 1 | x >> {msb}) & {M:#x}; c = r & 1")
-        g.flags(f"s[9] = s[9] & 0x3FF7FE | c | (r >> {msb} ^ c) << 11", 0x801)
+        e(f"r = (x << 1 | x >> {msb}) & {M:#x}")
+        g.flags([(1, "r & 1"), (0x800, f"(r >> {msb} ^ r & 1) << 11")])
     else:  # ROR: CF = new MSB, OF = XOR of the two top bits
-        e(f"r = x >> 1 | (x & 1) << {msb}; c = r >> {msb}")
-        g.flags(f"s[9] = s[9] & 0x3FF7FE | c | (c ^ r >> {msb - 1} & 1) << 11", 0x801)
+        e(f"r = x >> 1 | (x & 1) << {msb}")
+        g.flags([(1, f"r >> {msb}"), (0x800, f"((r ^ r << 1) >> {msb} & 1) << 11")])
 
 
 def _incdec(g: Gen, dec: bool, w: int) -> None:
@@ -948,7 +995,7 @@ def _incdec(g: Gen, dec: bool, w: int) -> None:
     else:
         e(f"r = (x + 1) & {M:#x}")
         ofc = f"0x800 if r == {SB:#x} else 0"
-    g.flags(f"s[9] = s[9] & 0x3FF72B | {szp_expr(w)} | (x ^ r) & 0x10 | ({ofc})", 0x8D4)
+    g.flags([(0xC4, szp_expr(w)), (0x10, "(x ^ r) & 0x10"), (0x800, f"({ofc})")])
     g.zf_r = True
 
 
