@@ -1,0 +1,82 @@
+"""One measured run: a guest in-process under one policy, in a fresh Machine.
+
+The guest runs as ``python -m pykvmm GUEST --serial file:...`` would run it (pykvmm's firmware
+first), but in this process, so a sweep pays no interpreter start-up per run.  Wall time is the
+Machine's run loop (``wall_s``: from the first KVM_RUN to the stop, building the VM excluded);
+CPU time is the whole process's user + system time over the same span, from psutil, and so
+includes the kicker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from ..cli import read_firmware
+from ..coalesce import engine as E
+from ..machine.coalesced_ring import CoalescedRing
+from ..machine.machine import Machine, MachineConfig
+from .options import AUTO, KVM_RING, auto_extent
+
+# KVM binary statistics kept per run: the exit counters and KVM's own emulation count.
+KVM_STATS_KEPT = ("exits", "io_exits", "mmio_exits", "halt_exits", "signal_exits",
+                  "irq_window_exits", "request_irq_exits", "irq_exits", "insn_emulation")
+# Engine statistics kept per run (the rest stays in --stats-json).
+ENGINE_KEPT = ("scans", "blocks_emulated", "instructions_emulated", "io_emulated", "singular",
+               "table_hits", "table_misses", "hash_mismatches", "invalidations", "completions")
+RING_KEPT = ("drains", "ring_writes", "max_batch")
+
+
+def run_one(image: bytes, policy: str, extent, timeout: float = 60.0) -> dict:
+    """Run ``image`` once; the record the sweep stores (see README, "Exit counts")."""
+    fd, out = tempfile.mkstemp(prefix="pykvmm-measure-")
+    os.close(fd)
+    fd2, out2 = tempfile.mkstemp(prefix="pykvmm-measure2-")
+    os.close(fd2)
+    firmware, kind = read_firmware(None)
+    proc = psutil.Process()
+    try:
+        config = MachineConfig(serial=f"file:{out}", serial2=f"file:{out2}", firmware=firmware,
+                               firmware_kind=kind, serial_input=False)
+        with Machine(config) as m:
+            m.load_guest(image)
+            if policy == KVM_RING:
+                m.ring = CoalescedRing(m)
+            elif policy != E.OFF:
+                m.engine = E.CoalescingEngine(m, policy, extent=auto_extent() if extent == AUTO
+                                              else extent)
+            c0 = proc.cpu_times()
+            t0 = time.perf_counter()
+            r = m.run(timeout=timeout)
+            t1 = time.perf_counter()
+            c1 = proc.cpu_times()
+            st = m.stats(r)
+            co = m.ring.stats() if m.ring is not None else st["coalesce"]
+        digest = hashlib.sha256()
+        for path in (out, out2):
+            digest.update(Path(path).read_bytes())
+    finally:
+        os.unlink(out)
+        os.unlink(out2)
+    ks = st.get("kvm_stats") or {}
+    exits = {k: v for k, v in st["exits"].items() if v or k in ("total", "io", "mmio")}
+    return {
+        "end": r.end,
+        "exit_status": r.exit_status,
+        "wall_s": st["wall_s"],
+        "run_s": round(t1 - t0, 6),
+        "cpu_s": round((c1.user + c1.system) - (c0.user + c0.system), 6),
+        "exits": exits,
+        "kvm_stats": {k: ks[k] for k in KVM_STATS_KEPT if k in ks},
+        "io_ops": st["io_ops"]["total"],
+        "io_ops_by_port": st["io_ops"]["by_port"],
+        "mmio_ops_by_addr": st["io_ops"]["mmio_by_addr"],
+        "printed_bytes": st["serial_bytes"] + st["serial2_bytes"] + st["debugcon_bytes"],
+        "output_sha256": digest.hexdigest()[:16],
+        "coalesce": {k: co[k] for k in ENGINE_KEPT + RING_KEPT if k in co},
+    }
