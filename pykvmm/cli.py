@@ -60,13 +60,15 @@ def _serial_spec(text: str) -> str:
     raise argparse.ArgumentTypeError(f"must be stdio, null or file:PATH, not {text!r}")
 
 
-def _extent(text: str) -> int:
+def _extent(text: str) -> int | str:
+    if text == "auto":
+        return text
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, not {text!r}") from None
     if not 1 <= value <= MAX_EXTENT:
-        raise argparse.ArgumentTypeError(f"must be a positive integer up to {MAX_EXTENT}, not {value}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer up to {MAX_EXTENT} or auto, not {value}")
     return value
 
 
@@ -140,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IO coalescing policy: the patent's Figure 5, 6 or 7 embodiment, off, or "
                         "kvm-ring (KVM's own coalesced IO ring on the UARTs' THR, a baseline) "
                         f"(default: {DEFAULT_POLICY})")
-    p.add_argument("--extent", type=_extent, default=DEFAULT_EXTENT, metavar="N",
-                   help=f"instructions scanned after the trapping IO instruction (default {DEFAULT_EXTENT})")
+    p.add_argument("--extent", type=_extent, default=DEFAULT_EXTENT, metavar="N|auto",
+                   help="instructions scanned after the trapping IO instruction; with trace, the "
+                        "most instructions between two IOs; auto: calibrated to this host's exit "
+                        f"and emulation costs (default {DEFAULT_EXTENT})")
     p.add_argument("--hash", choices=[HASH_BLOCK_ADDRESS, HASH_BLOCK], default=HASH_BLOCK_ADDRESS,
                    dest="hash_mode",
                    help="fig5: hash the block with its address (default) or the block alone")
@@ -192,6 +196,13 @@ def format_summary(stats: dict) -> str:
                      f"mmio_exits {ks.get('mmio_exits', 0)}, halt_exits {ks.get('halt_exits', 0)}")
     co = stats["coalesce"]
     lines.append("  coalesce: " + ", ".join(f"{k} {v}" for k, v in co.items() if not isinstance(v, dict)))
+    if co.get("stops"):
+        lines.append("  emulation stops: " + ", ".join(f"{k} {v}" for k, v in co["stops"].items()))
+    cal = co.get("calibration")
+    if cal:
+        lines.append(f"  calibration{' (cached)' if cal.get('cached') else ''}: exit {cal['exit_us']} us, "
+                     f"native {cal['native_ns_per_insn']} ns/insn, emulated {cal['emulated_ns_per_insn']} "
+                     f"ns/insn -> extent {cal['extent']}")
     return "\n".join(lines)
 
 

@@ -124,6 +124,12 @@ class CoalescingEngine:
                  table_size: int = DEFAULT_TABLE_SIZE, vm_id: int = 0, tables=None):
         if policy not in POLICIES or policy == OFF:
             raise ValueError(f"policy must be one of {', '.join(POLICIES[1:])}, not {policy!r}")
+        self.calibration = None
+        if extent == "auto":
+            from .calibrate import calibrate
+
+            self.calibration = calibrate(machine.kvm)
+            extent = self.calibration["extent"]
         if not isinstance(extent, int) or not 1 <= extent <= MAX_EXTENT:
             raise ValueError(f"extent must be a positive integer up to {MAX_EXTENT}, not {extent!r}")
         self.machine = machine
@@ -430,6 +436,7 @@ class CoalescingEngine:
             "table_entries": len(self.table) if self.table is not None else 0,
             "demoted": self.demoted, "stops": dict(sorted(self.stops.items())),
             "protocol": dict(self.protocol),
+            **({"calibration": self.calibration} if self.calibration else {}),
         }
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.kvm
 TIME_OR_INPUT = {"pit_tick", "cmos_clock", "echo", "pic_init"}  # pic_init polls PIT and RTC timing
 GUEST_NAMES = sorted(p.stem for p in GUESTS.glob("*.bin") if p.stem not in TIME_OR_INPUT)
 POLICIES = ("fig5", "fig6", "fig7", "trace")
-EXTENTS = (1, 3, 10, 50)
+EXTENTS = (1, 3, 10, 50, "auto")
 
 _reference: dict[str, dict] = {}
 

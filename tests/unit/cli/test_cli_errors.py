@@ -165,3 +165,15 @@ def test_builtin_firmware_missing(capsys, tmp_path, monkeypatch):
 def test_no_firmware_and_bios_exclude_each_other(capsys):
     status, err = run_cli(capsys, GUEST, "--no-firmware", "--bios", "x.bin")
     assert status == 2 and "not allowed with argument" in err
+
+
+@pytest.mark.parametrize("value,message", [
+    ("0", "argument --extent: must be a positive integer up to 10000 or auto, not 0"),
+    ("-3", "argument --extent: must be a positive integer up to 10000 or auto, not -3"),
+    ("abc", "argument --extent: must be a positive integer or auto, not 'abc'"),
+])
+def test_invalid_extent(capsys, value, message):
+    status, err = run_cli(capsys, GUEST, "--extent", value)
+    assert status == 2
+    assert_one_line(err)
+    assert message in err
