@@ -82,6 +82,54 @@ def _table_size(text: str) -> int:
     return value
 
 
+def _vm_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of VMs, not {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, not {value}")
+    return value
+
+
+def _run_many(args, image: bytes, config: MachineConfig) -> int:
+    from .multi import run_vms, total_stats
+
+    kw = {}
+    if args.coalesce not in (OFF, KVM_RING):
+        kw = dict(extent=args.extent, hash_mode=args.hash_mode, literal=args.literal,
+                  table_size=args.table_size)
+    runs = run_vms(image, args.vms, config, args.coalesce, timeout=args.timeout, **kw)
+    try:
+        per_vm = []
+        status = 0
+        for i, (m, r) in enumerate(runs):
+            if r.exit_status == STATUS_FAULT and r.detail:
+                print(f"vm{i}: {r.detail}", file=sys.stderr)
+            st = {"vm": i, **m.stats(r)}
+            per_vm.append(st)
+            if r.exit_status and not status:
+                status = r.exit_status
+        if args.stats or args.stats_json:
+            stats = {"guest": args.guest, "vms": args.vms, "per_vm": per_vm,
+                     "total": total_stats(per_vm)}
+            if args.stats:
+                for st in per_vm:
+                    print(f"vm{st['vm']}:", file=sys.stderr)
+                    print(format_summary({"guest": args.guest, **st}), file=sys.stderr)
+                t = stats["total"]
+                print(f"total: exits {t['exits'].get('total', 0)} (io {t['exits'].get('io', 0)}), "
+                      f"io ops {t['io_ops']}, serial bytes {t['serial_bytes']}", file=sys.stderr)
+            if args.stats_json:
+                with open(args.stats_json, "w") as f:
+                    json.dump(stats, f, indent=1)
+                    f.write("\n")
+        return status
+    finally:
+        for m, _ in runs:
+            m.close()
+
+
 def _debugcon_spec(text: str) -> str:
     if text in ("stdio", "null") or text.startswith("file:"):
         return _serial_spec(text)
@@ -157,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--io-log", metavar="PATH",
                    help="write every guest IO operation, in order, one line each: "
                         "space (pio/mmio), port or address, r/w, size, value")
+    p.add_argument("--vms", type=_vm_count, default=1, metavar="N",
+                   help="run N copies of the guest at once, one vCPU thread each, sharing the block "
+                        "table (fig5, fig6); serial lines are prefixed vmN| or go to PATH.vmN")
     p.add_argument("--exit-code", choices=["plain", "qemu"], default="plain",
                    help="plain: status v; qemu: (v << 1) | 1, as QEMU's isa-debug-exit")
     return p
@@ -216,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         config = MachineConfig(mem_mib=args.mem, serial=args.serial, serial2=args.serial2,
                                debugcon=args.debugcon, exit_code=args.exit_code,
                                firmware=firmware, firmware_kind=kind)
+        if args.vms > 1:
+            return _run_many(args, image, config)
         machine = Machine(config)
         machine.load_guest(image)
         if args.io_log:
