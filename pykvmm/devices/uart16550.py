@@ -173,6 +173,9 @@ class Uart16550:
 
     # --- guest side ----------------------------------------------------------------------------
     def read(self, offset: int) -> int:
+        if offset == LSR and not self._lsr_errors:
+            # The polling hot path: nothing to reset, so the IRQ line cannot change.
+            return LSR_THRE | LSR_TEMT | LSR_DR if self._rx else LSR_THRE | LSR_TEMT
         dlab = self.lcr & LCR_DLAB
         if offset == RBR:
             if dlab:
@@ -304,6 +307,13 @@ class Uart16550:
         return value
 
     def _write_thr(self, value: int) -> None:
+        if not self._irq_level and not self.ier & IER_ETBEI and not self.mcr & MCR_LOOP:
+            # The polled-output hot path: with the THRE interrupt disabled and the line low,
+            # neither edge below can happen, so only the byte moves.
+            self._sink(bytes((value,)))
+            self.tx_count += 1
+            self._thr_pending = True
+            return
         # DS table IV: writing THR resets the THRE interrupt; the line drops here ...
         self._thr_pending = False
         self._update_irq()
