@@ -66,8 +66,10 @@ def flag_update(parts: list[tuple[int, str]], want: int) -> str:
     for m, expr in parts:
         if m & want:
             clear |= m
-            exprs.append(expr)
-    return f"s[9] = s[9] & {0x3FFFFF & ~clear:#x} | " + " | ".join(exprs)
+            if expr != "0":
+                exprs.append(expr)
+    keep = f"s[9] & {0x3FFFFF & ~clear:#x}"
+    return f"s[9] = {' | '.join([keep] + exprs)}"
 
 
 def r32(r: int) -> str:
@@ -161,10 +163,13 @@ class Gen:
         """Emit ``var = linear address`` of the ModRM memory operand for an n-byte access."""
         m = self.ins.mem
         assert m is not None
+        self.memio = True
+        if m.asz == 16 and n == 1 and len(m.regs) == 1 and not m.disp:
+            self.e(f"{var} = s[{16 + m.seg}] + s[{m.regs[0]}]")  # no wrap, no limit to check
+            return
         self.offset(m, "o")
         self.limit("o", n)
         self.e(f"{var} = s[{16 + m.seg}] + o")
-        self.memio = True
 
     def offset(self, m, var: str, bias: int = 0) -> None:
         reg = (lambda r: f"s[{r}]") if m.asz == 16 else r32
@@ -361,12 +366,15 @@ def assemble(gens: list[Gen]) -> str:
     anyraise = any(g.raises for g in gens)
     ind = "    "
     if anymem:
-        out.append(ind + "z_ = io[0]")
+        out.append(ind + "io[0] = 0")  # the slow path counts MMIO accesses here
     if anyraise and k > 1:
         out.append(ind + "try:")
         ind = "        "
     nio = last = 0
+    dx = None  # DX's value when a MOV DX, imm16 earlier in the block set it
     for i, g in enumerate(gens):
+        if g.ins.op in (0xEC, 0xED, 0xEE, 0xEF) and dx is not None:
+            g = _with_port(g, dx)
         prev = gens[i - 1] if i > 0 else None
         if g.jcc in (4, 5) and prev is not None and prev.zf_r and want[i - 1] & 0x40:
             # JZ/JNZ right after the instruction that set ZF: test its result directly
@@ -392,14 +400,18 @@ def assemble(gens: list[Gen]) -> str:
         if g.io:
             nio += 1
             last = i + 1
+        if g.ins.op == 0xBA and g.ins.osz == 16:
+            dx = g.ins.imm
+        elif any("s[2] =" in ln for ln in g.lines):  # every DX/DL/DH/EDX write has this form
+            dx = None
         if g.falls and i == k - 1:
             out.append(f"{ind}s[8] = {g.next:#x}")
         if g.memio and not g.io:
             # an MMIO access is IO: leave the block right after it, so IO is counted exactly
             if g.falls and i < k - 1:
-                out.append(f"{ind}if io[0] != z_: s[8] = {g.next:#x}; return {retcode(i + 1, nio + 1, i + 1)}")
+                out.append(f"{ind}if io[0]: s[8] = {g.next:#x}; return {retcode(i + 1, nio + 1, i + 1)}")
             else:
-                out.append(f"{ind}if io[0] != z_: return {retcode(i + 1, nio + 1, i + 1)}")
+                out.append(f"{ind}if io[0]: return {retcode(i + 1, nio + 1, i + 1)}")
     out.append(f"{ind}return {retcode(k, nio, last)}")
     if anyraise and k > 1:
         idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
@@ -407,6 +419,15 @@ def assemble(gens: list[Gen]) -> str:
         out.append(f"        r_.done = {idx!r}[s[8]]")
         out.append("        raise")
     return "\n".join(out) + "\n"
+
+
+def _with_port(g: Gen, port: int) -> Gen:
+    """A copy of an IN/OUT-through-DX body with DX's known value as the port."""
+    c = Gen.__new__(Gen)
+    c.__dict__.update(g.__dict__)
+    c.lines = [ln.replace("pio_read(s[2],", f"pio_read({port:#x},")
+               .replace("pio_write(s[2],", f"pio_write({port:#x},") for ln in g.lines]
+    return c
 
 
 def compile_insn(ins: Insn) -> str:
@@ -439,15 +460,13 @@ def _body(g: Gen, ins: Insn) -> None:
                     g.wreg(w, ins.reg, "r")
         else:  # AL/AX/EAX, imm
             e(f"x = {g.rreg(w, 0)}")
-            e(f"y = {ins.imm & MASK[w]:#x}")
-            if g.alu(alu_op, w):
+            if g.alu(alu_op, w, "x", f"{ins.imm & MASK[w]:#x}"):
                 g.wreg(w, 0, "r")
         return
     if 0x80 <= op <= 0x83:
         w = 8 if op in (0x80, 0x82) else osz
         g.rm_read(w, "x")
-        e(f"y = {g.imm_w(w, op == 0x83):#x}")
-        if g.alu(ins.reg, w):
+        if g.alu(ins.reg, w, "x", f"{g.imm_w(w, op == 0x83):#x}"):
             g.rm_write(w, "r")
         return
 
@@ -603,10 +622,10 @@ def _body(g: Gen, ins: Insn) -> None:
         if op in (0x84, 0x85):
             g.rm_read(w, "x")
             e(f"y = {g.rreg(w, ins.reg)}")
+            g.alu(4, w)
         else:
             e(f"x = {g.rreg(w, 0)}")
-            e(f"y = {ins.imm & MASK[w]:#x}")
-        g.alu(4, w)
+            g.alu(4, w, "x", f"{ins.imm & MASK[w]:#x}")
         return
     if op in (0x86, 0x87):
         w = 8 if op == 0x86 else osz
@@ -939,8 +958,9 @@ def _body(g: Gen, ins: Insn) -> None:
     if op in (0xE4, 0xE5, 0xEC, 0xED):
         w = 8 if op in (0xE4, 0xEC) else osz
         port = f"{ins.imm:#x}" if op < 0xEC else "s[2]"
+        # the bus returns a value of exactly w/8 bytes (PortBus.read)
         e(f"v = pio_read({port}, {w // 8})")
-        g.wreg(w, 0, f"v & {MASK[w]:#x}")
+        g.wreg(w, 0, "v")
         g.io = True
         return
     if op in (0xE6, 0xE7, 0xEE, 0xEF):

@@ -105,7 +105,7 @@ def run_to_end(code: bytes, regs: list[int], flags: int, step: bool):
     total = 0
     reason = ""
     for _ in range(3000):
-        stop = emu.run(cpu, max_insns=1 if step else 200)
+        stop = emu.run(cpu, max_insns=1 if step else min(200, 2000 - total))
         total += stop.insns
         reason = stop.reason
         if reason not in (stops.BUDGET, stops.SMC) or total >= 2000:
