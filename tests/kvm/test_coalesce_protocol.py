@@ -164,3 +164,87 @@ def test_kick_during_completion_runs_is_not_lost():
     assert r.end == "timeout"
     assert time.monotonic() - t < 5
     assert st["coalesce"]["completions"] > 0
+
+
+def io_exits(src: str, policy: str, extent: int) -> tuple[int, dict]:
+    # The NOPs keep the final debug-exit OUT out of the block's reach.
+    r, st, _ = run(assemble(src + "times 60 nop\n" + END), policy, extent)
+    assert r.end == "debug-exit", r.detail
+    return st["exits"]["io"], st
+
+
+PIT_PROGRAM = """
+    mov al, 0x34        ; counter 0, lobyte/hibyte, mode 2
+    out 0x43, al
+    mov al, 0x9c
+    out 0x40, al
+    mov al, 0x2e
+    out 0x40, al
+"""
+
+PIC_INIT = """
+    mov al, 0x11
+    out 0x20, al
+    mov al, 0x11
+    out 0xa0, al
+    mov al, 0x08
+    out 0x21, al
+    mov al, 0x70
+    out 0xa1, al
+    mov al, 0x04
+    out 0x21, al
+    mov al, 0x02
+    out 0xa1, al
+    mov al, 0x01
+    out 0x21, al
+    mov al, 0x01
+    out 0xa1, al
+    mov al, 0xff
+    out 0x21, al
+    mov al, 0xff
+    out 0xa1, al
+"""
+
+
+def test_pit_programming_sequence_is_one_exit_at_extent_10():
+    off, _ = io_exits(PIT_PROGRAM, "off", 10)
+    coalesced, st = io_exits(PIT_PROGRAM, "fig5", 10)
+    assert off == 3 + 1  # three programming OUTs and the debug-exit OUT
+    assert coalesced == 1 + 1
+    assert st["io_ops"]["by_port"]["0x40"] == 2
+
+
+def test_both_pics_initialisation_is_one_exit_at_extent_20():
+    off, _ = io_exits(PIC_INIT, "off", 20)
+    coalesced, st = io_exits(PIC_INIT, "fig5", 20)
+    assert off == 10 + 1
+    assert coalesced == 1 + 1
+    assert st["io_ops"]["by_port"]["0xa1"] == 4
+
+
+def test_figure_8_stream_is_one_exit_per_pass_once_known():
+    # IO at instructions 3, 5, 8 and 11 of a 15-instruction loop body (the patent's Figure 8).
+    src = """
+        mov cx, 200
+    body:
+        inc bx              ; 1
+        add si, bx          ; 2
+        out 0xee, al        ; 3  the trapping IO
+        xor di, si          ; 4
+        out 0xee, al        ; 5
+        inc bp              ; 6
+        add ax, bp          ; 7
+        out 0xee, al        ; 8
+        sub di, ax          ; 9
+        rol bx, 1           ; 10
+        out 0xee, al        ; 11
+        nop                 ; 12
+        nop                 ; 13
+        dec dx              ; 14
+        loop body           ; 15
+    """
+    off, _ = io_exits(src, "fig5", 1)
+    coalesced, st = io_exits(src, "fig5", 10)
+    assert st["io_ops"]["by_port"]["0xee"] == 800
+    assert coalesced - 1 <= 200 + 1  # one exit per pass (+1: the first pass scans)
+    assert off - 1 >= 3 * 200  # at extent 1 only the adjacent pair could be joined
