@@ -157,6 +157,10 @@ class Insn:
             return 1
         if op in (0x0FB6, 0x0FBE) or 0x0F90 <= op <= 0x0F9F:
             return 1
+        if op in (0xC4, 0xC5):  # LES/LDS read the offset and the selector
+            return self.osz // 8 + 2
+        if op in (0x8C, 0x8E, 0x0FB7, 0x0FBF):
+            return 2
         return self.osz // 8
 
 

@@ -15,6 +15,7 @@ clears ``live`` and stops the run right after the writing instruction ("smc").
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 from ..machine.memory import RAM, ROM
@@ -29,11 +30,13 @@ from .stops import Refuse, Stop
 # inlines accesses under it and sends everything else through the routed slow path.
 FAST_RAM_END = 0xA0000
 _NO_CODE = 1 << 62
-_DEADLINE_STRIDE = 1024  # instructions between clock reads when a deadline is set
+_DEADLINE_STRIDE = 256  # executions between clock reads when a deadline is set
 # A basic block holds at most this many instructions.  Blocks run only while at least this many
 # instructions remain before the next limit (budget, IO window, deadline check); closer to a
 # limit the loop runs single instructions, so limits are exact.
 MAX_BLOCK = 16
+# Saved validated-code contexts, one per (CS base, lo, hi) range recently run (LRU).
+MAX_CONTEXTS = 64
 # Port IO does not end a block, but at most this many instructions may follow the block's last
 # IO instruction; blocks are used only when io_window is at least this, so the IO window (which
 # restarts at every IO) can never end inside a block.
@@ -80,6 +83,8 @@ class Emulator:
         self._ip_lo = 0x10000
         self._ip_hi = 0
         self._spans: list[tuple[int, int, bytes]] = []
+        self._ctx_key: tuple[int, int, int] | None = None
+        self._ctxs: OrderedDict = OrderedDict()  # other ranges' saved contexts (_switch_context)
         self.compiled = 0  # instructions compiled so far (tests and stats)
         self.use_blocks = True  # False: one instruction per dispatch (the reference behaviour)
         self._ns = self._namespace()
@@ -158,6 +163,31 @@ class Emulator:
                     self._live.clear()
                     self._blocks.clear()
                     break
+
+    def _switch_context(self, key: tuple[int, int, int]) -> None:
+        """Keep the validated code of the last few (CS base, lo, hi) ranges side by side.
+
+        The coalescing engine runs many short blocks, each at its own site: with one saved
+        context, every run at a different site than the last had to look up and validate each
+        instruction again.  A saved context is still checked byte for byte before reuse (its
+        spans), so keeping it can never run stale code.  The number kept is bounded (LRU)."""
+        ns = self._ns
+        ctxs = self._ctxs
+        if self._ctx_key is not None:
+            ctxs[self._ctx_key] = (self._live, self._blocks, self._code, self._spans,
+                                   self._span_cs, self._ip_lo, self._ip_hi, ns["cl"], ns["ch"])
+            ctxs.move_to_end(self._ctx_key)
+            while len(ctxs) > MAX_CONTEXTS:
+                ctxs.popitem(last=False)
+        saved = ctxs.pop(key, None)
+        if saved is None:
+            self._live, self._blocks, self._code = {}, {}, []
+            self._spans, self._span_cs, self._ip_lo, self._ip_hi = [], -1, 0x10000, 0
+            ns["cl"], ns["ch"] = _NO_CODE, 0
+        else:
+            (self._live, self._blocks, self._code, self._spans, self._span_cs, self._ip_lo,
+             self._ip_hi, ns["cl"], ns["ch"]) = saved
+        self._ctx_key = key
 
     def _snapshot(self) -> None:
         """Merge the code ranges fetched so far and keep their bytes, for the next run's check."""
@@ -299,6 +329,9 @@ class Emulator:
         # Reuse what the previous run validated when it is the same code segment, its code lies
         # inside [lo, hi) and every byte of it is unchanged (a few slice compares: the guest ran
         # natively in between and may have rewritten anything).  Otherwise start afresh.
+        key = (cs_base, lo, hi)
+        if key != self._ctx_key:
+            self._switch_context(key)
         reuse = (cs_base == self._span_cs and lo <= self._ip_lo and self._ip_hi <= hi)
         if reuse:
             for a, b, snap in self._spans:
