@@ -77,7 +77,9 @@ class Emulator:
         self._live: dict[int, Any] = {}    # this run: IP -> single-instruction function
         self._blocks: dict[int, Any] = {}  # this run: IP -> block (or single) function
         self._code: list[tuple[int, int]] = []  # (linear start, end) fetched in this run
-        self._smc = False
+        # _stopq[0]: 0 run on; 1 self-modifying code was written; 2 stop was requested.
+        # Compiled blocks read it after each IO instruction (a device may ask for a stop).
+        self._stopq = [0]
         # What the last run validated (see run): code segment base, IP extent, byte snapshots.
         self._span_cs = -1
         self._ip_lo = 0x10000
@@ -136,7 +138,7 @@ class Emulator:
             return [int.from_bytes(ram[a + i * n:a + i * n + n], "little") for i in range(count)]
 
         return {
-            "s": self._s, "ram": ram, "io": io, "cl": _NO_CODE, "ch": 0,
+            "s": self._s, "ram": ram, "io": io, "stopq": self._stopq, "cl": _NO_CODE, "ch": 0,
             "rb": lambda a: routed_read(a, 1), "rw": lambda a: routed_read(a, 2),
             "rd": lambda a: routed_read(a, 4),
             "wb": lambda a, v: routed_write(a, 1, v), "ww": lambda a, v: routed_write(a, 2, v),
@@ -159,7 +161,7 @@ class Emulator:
                 if a + n > lo and a < hi:
                     # Self-modifying code: the write is done; drop every validated instruction
                     # so the next fetch takes the miss path, which stops the run ("smc").
-                    self._smc = True
+                    self._stopq[0] = 1
                     self._live.clear()
                     self._blocks.clear()
                     break
@@ -188,6 +190,21 @@ class Emulator:
             (self._live, self._blocks, self._code, self._spans, self._span_cs, self._ip_lo,
              self._ip_hi, ns["cl"], ns["ch"]) = saved
         self._ctx_key = key
+
+    def request_stop(self) -> None:
+        """Stop the current run right after the instruction now executing (for a device
+        callback during IO: a debug-exit write, an interrupt becoming deliverable).  The run
+        returns reason "requested" at that instruction boundary, also inside a compiled block."""
+        self._stopq[0] = 2
+
+    @property
+    def _smc(self) -> bool:
+        return self._stopq[0] != 0
+
+    @_smc.setter
+    def _smc(self, value: bool) -> None:
+        # kept for callers that set it directly: any true value stops like a request
+        self._stopq[0] = 1 if value else 0
 
     def _snapshot(self) -> None:
         """Merge the code ranges fetched so far and keep their bytes, for the next run's check."""
@@ -351,7 +368,8 @@ class Emulator:
             self._span_cs = cs_base
             self._ip_lo = 0x10000
             self._ip_hi = 0
-        self._smc = False
+        stopq = self._stopq
+        stopq[0] = 0
         grown = False
         bget = blocks.get
         sget = live.get
@@ -391,8 +409,8 @@ class Emulator:
                 if f is None:
                     # -- the miss path: validate, compile, install ------------------------------
                     ip = s[8]
-                    if self._smc:
-                        reason = stops.SMC
+                    if stopq[0]:
+                        reason = stops.SMC if stopq[0] == 1 else stops.REQUESTED
                         break
                     if not lo <= ip < hi:
                         reason = stops.LEFT_RANGE
@@ -439,12 +457,15 @@ class Emulator:
                             limit = min(limit, n + _DEADLINE_STRIDE)
                         soft = limit - MAX_BLOCK if blocks_ok else -1
                     n += r & 31
+                    if stopq[0]:  # a device asked for a stop (see request_stop)
+                        reason = stops.SMC if stopq[0] == 1 else stops.REQUESTED
+                        break
         except Refuse as r_:
             reason, detail = r_.reason, r_.detail
             n += r_.done
         finally:
             cpu.s[:] = s
-            if self._smc:
+            if stopq[0] == 1:
                 self._span_cs = -1  # everything is revalidated next time
             elif grown:
                 self._snapshot()
