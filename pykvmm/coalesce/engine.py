@@ -144,6 +144,7 @@ class CoalescingEngine:
         mmio = _WatchedBus(machine.mmio, machine)
         self.emu = _EngineEmulator(machine.mem, pio, mmio)
         self.emu.io_stop = False
+        self.emu.io_ends_blocks = True  # _WatchedBus stops emulation right after an IO
         pio.emu = mmio.emu = self.emu
         self.interpreter = InstructionInterpreter()
         self.scanner = ScanningUnit(self.emu, machine.mmio)

@@ -248,3 +248,22 @@ def test_figure_8_stream_is_one_exit_per_pass_once_known():
     assert st["io_ops"]["by_port"]["0xee"] == 800
     assert coalesced - 1 <= 200 + 1  # one exit per pass (+1: the first pass scans)
     assert off - 1 >= 3 * 200  # at extent 1 only the adjacent pair could be joined
+
+
+def test_debug_exit_emulated_mid_block_stops_right_after_the_out():
+    # Regression (found by the differential fuzzer): compiled blocks may run a few instructions
+    # past an IO; the debug-exit OUT ended the run but the CLI after it ran too, so RIP was one
+    # byte further than natively.
+    code = assemble("""
+        mov dx, 0x3f8
+        in al, dx           ; traps (an IN), then the block/trace runs on
+        mov al, 0x5a
+        out 0xf4, al        ; ends the run: RIP must stop right after it
+        cli
+        hlt
+    """)
+    ref_r, ref, _ = run(code, "off")
+    for p in ("fig5", "fig6", "fig7", "trace"):
+        r, st, _ = run(code, p, 50)
+        assert (r.end, r.exit_status) == (ref_r.end, ref_r.exit_status) == ("debug-exit", 0x5a)
+        assert st["final_regs"] == ref["final_regs"], p
