@@ -22,6 +22,8 @@ Public API (what the coalescing engine uses):
         boundary with no partial effect.  Each iteration of a REP string instruction is one
         execution (it is an architectural boundary: interrupts are taken between iterations).
     ``decode(cpu_or_cs_base, ip) -> Insn`` through the same validated cache.
+    ``request_stop()``: from a device callback during IO (debug exit, an interrupt became
+    deliverable): the run ends right after the current instruction, reason "requested".
     ``use_blocks`` (default True): False runs one instruction per dispatch (reference mode).
     A run costs about 2.5 us of fixed overhead plus ~150 ns per instruction on this host
     (scripts/bench_emulator.py); code validated in the previous run is reused after a few
@@ -29,7 +31,8 @@ Public API (what the coalescing engine uses):
 ``Stop``  (pykvmm.x86.stops): ``.reason`` (a constant of pykvmm.x86.stops: BUDGET "budget",
     LEFT_RANGE "left-range", EXTENT "extent", UNSUPPORTED "unsupported", PRIVILEGED
     "privileged", FAULT "fault", SMC "smc", TRAP_FLAG "trap-flag", SHADOW "shadow", IRQ_WINDOW
-    "irq-window", DEADLINE "deadline", HALT "halt", MODE "mode"), ``.insns`` (executions
+    "irq-window", DEADLINE "deadline", HALT "halt", MODE "mode", REQUESTED "requested"),
+    ``.insns`` (executions
     completed), ``.ios`` (executions that did port IO or touched MMIO; a REP INS/OUTS
     iteration is one), ``.detail`` (text).  "deadline" is checked every 256 executions.
 ``Insn``  (pykvmm.x86.decoder): ``.length``, ``.bytes``, ``.ip``, ``.mnemonic``, ``.is_pio``

@@ -400,6 +400,9 @@ def assemble(gens: list[Gen]) -> str:
         if g.io:
             nio += 1
             last = i + 1
+            if i < k - 1:
+                # the device may have asked the emulator to stop (Emulator.request_stop)
+                out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {retcode(i + 1, nio, last)}")
         if g.ins.op == 0xBA and g.ins.osz == 16:
             dx = g.ins.imm
         elif any("s[2] =" in ln for ln in g.lines):  # every DX/DL/DH/EDX write has this form

@@ -21,9 +21,10 @@ IRQ_WINDOW = "irq-window"  # POPF would set IF: KVM runs it so a pending interru
 DEADLINE = "deadline"      # deadline_ns passed
 HALT = "halt"              # the next instruction is HLT
 MODE = "mode"              # the CPU is not in plain real mode (see CpuState.plain)
+REQUESTED = "requested"    # Emulator.request_stop() was called (by a device during IO)
 
 ALL = (BUDGET, LEFT_RANGE, EXTENT, UNSUPPORTED, PRIVILEGED, FAULT, SMC, TRAP_FLAG, SHADOW,
-       IRQ_WINDOW, DEADLINE, HALT, MODE)
+       IRQ_WINDOW, DEADLINE, HALT, MODE, REQUESTED)
 
 
 class Stop:

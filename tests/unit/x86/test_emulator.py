@@ -315,3 +315,25 @@ def test_decode_reports_length_pio_support_and_accesses():
     assert i.accesses(cpu.s) == [(0xB0005, 1), (0x1007, 1)]
     i = emu.decode(cpu, CODE + 6)
     assert (i.supported, i.reason, i.length) == (False, stops.PRIVILEGED, 2)
+
+
+def test_request_stop_from_a_device_stops_right_after_that_io_even_inside_a_block():
+    class Stopper:
+        def __init__(self):
+            self.emu = None
+
+        def read(self, offset):
+            return 0
+
+        def write(self, offset, value):
+            self.emu.request_stop()
+
+    # out 0xf4, al; inc ax; inc ax; hlt -- the OUT asks for a stop: the INCs must not run
+    emu, cpu, mem, pio, _ = machine(bytes.fromhex("e6f4" "40" "40" "ebfa"))
+    dev = Stopper()
+    dev.emu = emu
+    pio.register(0xF4, 1, dev)
+    stop = emu.run(cpu, max_insns=1000)
+    assert (stop.reason, stop.insns, stop.ios, cpu.ip, cpu.ax) == (stops.REQUESTED, 1, 1, CODE + 2, 0)
+    stop = emu.run(cpu, max_insns=1000)  # the next run starts afresh
+    assert (stop.reason, stop.insns, cpu.ip, cpu.ax) == (stops.REQUESTED, 4, CODE + 2, 2)
