@@ -25,11 +25,29 @@ import signal
 import threading
 import time
 
+from ..errors import KvmError
+
 KICK_SIGNAL = signal.SIGUSR1
 
 
 def _ignore(signum, frame) -> None:  # a Python-level handler: its only job is to exist
     pass
+
+
+def install_kick_handler() -> bool:
+    """Give KICK_SIGNAL a handler, so that a kick interrupts KVM_RUN instead of killing the process
+    (SIGUSR1's default action is to terminate).  Python lets only the main thread set handlers,
+    so this runs when the module is imported there (machine.py imports it at load time) and again
+    from every Kicker started in the main thread.  True when a handler is in place."""
+    if signal.getsignal(KICK_SIGNAL) not in (signal.SIG_DFL, None):
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(KICK_SIGNAL, _ignore)
+    return True
+
+
+install_kick_handler()
 
 
 class Kicker:
@@ -54,8 +72,12 @@ class Kicker:
         self._thread = threading.Thread(target=self._loop, name="pykvmm-kicker", daemon=True)
 
     def start(self) -> None:
+        if not install_kick_handler():
+            # Raised before anything runs: a kick would otherwise end the whole process.
+            raise KvmError(f"cannot run a vCPU in thread {threading.current_thread().name}: "
+                           f"{signal.Signals(KICK_SIGNAL).name} has no handler; import "
+                           "pykvmm.machine.machine from the main thread first")
         if threading.current_thread() is threading.main_thread():
-            signal.signal(KICK_SIGNAL, _ignore)
             self._old_wakeup = signal.set_wakeup_fd(self._sig_w, warn_on_full_buffer=False)
         self._thread.start()
 
