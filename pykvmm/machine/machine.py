@@ -39,6 +39,7 @@ from ..kvm.structs import RUN_EXIT_REASON as _EXIT_REASON
 from ..kvm.structs import RUN_IMMEDIATE_EXIT as _IMMEDIATE_EXIT
 from . import layout
 from .bus import MmioBus, PortBus
+from .kicker import Kicker  # at import: gives the kick signal its handler from the main thread
 from .memory import GuestMemory
 from .sinks import Sink, open_sink
 
@@ -345,8 +346,6 @@ class Machine:
 
     def run(self, timeout: float | None = None) -> RunResult:
         """Run until the guest stops, faults, times out or is interrupted."""
-        from .kicker import Kicker
-
         kicker = Kicker(self.vcpu)
         self._kicker = kicker
         kicker.start()
