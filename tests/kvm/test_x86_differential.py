@@ -2,8 +2,10 @@
 
 Hypothesis builds short real-mode programs from the covered instruction forms (ALU in all
 widths, memory operands with 16- and 32-bit addressing, shifts and rotates, MUL/IMUL/DIV,
-bit operations, conversions, stack operations, counted loops, REP string instructions in both
-directions, IN/OUT against a deterministic port device), plus random registers and flags.  Each
+bit operations on registers and memory, conversions, stack operations, PUSHA/POPA, LEAVE,
+segment register loads, counted loops, REP string instructions in both directions, IN/OUT
+against a deterministic port device, the memory-mapped 16550 through FS), plus random
+registers and flags.  Each
 program runs natively as a tiny guest ending in HLT, and through the emulator from the same
 state and memory; every GPR, IP, the status flags and DF, the segment registers and all of the
 memory the program can touch must be identical.
@@ -20,9 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pykvmm.machine.bus import MmioBus, PortBus
 from pykvmm.machine.machine import Machine, MachineConfig
-from pykvmm.machine.memory import GuestMemory
 from pykvmm.x86 import CpuState, Emulator, stops
 
 pytestmark = pytest.mark.kvm
@@ -98,7 +98,7 @@ def _alu(rng: random.Random, dests: tuple[int, ...] = DEST) -> bytes:
 
 def _chunk(rng: random.Random) -> list[bytes]:
     """A few instructions, sometimes with control flow, stack, string ops or IO."""
-    k = rng.randrange(12)
+    k = rng.randrange(13)
     if k == 0:   # a counted loop whose body leaves CX alone
         body = [_alu(rng, (0, 2)) for _ in range(rng.randrange(1, 4))]  # CX is the counter
         n = sum(map(len, body))
@@ -125,6 +125,22 @@ def _chunk(rng: random.Random) -> list[bytes]:
         return [bytes([0xBA, 0, 0]), bytes([0xB9, rng.randrange(1, 256) | 1, rng.randrange(4)]),
                 bytes([0xF7, rng.choice((0xF1, 0xF9))])] if rng.random() < 0.5 else \
             [bytes([0xB4, 0]), bytes([0xB1, rng.randrange(1, 256) | 1]), bytes([0xF6, 0xF1])]
+    if k == 8:   # segment registers, PUSHA/POPA, ENTER-less frames with LEAVE, BT on memory
+        c = rng.randrange(5)
+        if c == 0:
+            return [b"\x60", _alu(rng), b"\x61"]                      # pusha; ...; popa
+        if c == 1:
+            return [b"\x1e\x07", b"\xb8\x80\x02", b"\x8e\xc0"]  # push ds; pop es; mov es, 0x280
+        if c == 2:
+            return [b"\x55\x89\xe5", bytes([0x50 + rng.choice(DEST)]), b"\xc9"]  # frame, leave
+        if c == 3:   # BT/BTS/BTR/BTC [bx+disp8], reg (bit offset from a small register)
+            return [bytes([0xB8 + rng.choice(DEST), rng.randrange(256), 0]),
+                    bytes([0x0F, rng.choice((0xA3, 0xAB, 0xB3, 0xBB)), 0x47 | rng.choice(DEST) << 3,
+                           rng.randrange(64)])]
+        # the memory-mapped 16550 at 0xB0000 through FS: scratch register write and read, LSR
+        return [b"\xb8\x00\xb0", b"\x8e\xe0",                      # mov ax, 0xb000; mov fs, ax
+                bytes([0x64, 0x88, 0x06 | rng.choice((0, 1, 2)) << 3, 7, 0]),  # mov fs:[7], r8
+                bytes([0x64, 0x8A, 0x06 | rng.choice((0, 1, 2)) << 3, rng.choice((5, 7)), 0])]
     if k == 7:   # XCHG, LEA, MOV to and from memory, XLAT
         return [rng.choice((bytes([0x87, 0xC0 | rng.choice(DEST) << 3 | rng.choice(DEST)]),
                             bytes([0x8D, 0x40 | rng.choice(DEST) << 3, rng.randrange(256)]),
@@ -155,11 +171,12 @@ def native(code: bytes, regs: dict, data: bytes):
 
 
 def emulated(image: bytes, regs: dict):
-    mem = GuestMemory(16 << 20)
-    mem.load(0, image)
-    pio = PortBus()
-    pio.register(PORT, 4, CounterPort(), "test-counter")
-    emu = Emulator(mem, pio, MmioBus())
+    # A second, fresh machine lends its memory map and device models (the MMIO UART); KVM
+    # never runs it.
+    m = Machine(MachineConfig(serial="null"))
+    m.mem.load(0, image)
+    m.pio.register(PORT, 4, CounterPort(), "test-counter")
+    emu = Emulator(m.mem, m.pio, m.mmio)
     cpu = CpuState(eax=regs["rax"], ecx=regs["rcx"], edx=regs["rdx"], ebx=regs["rbx"],
                    esp=regs["rsp"], ebp=regs["rbp"], esi=regs["rsi"], edi=regs["rdi"], ip=LOAD,
                    flags=regs["rflags"], ds=DS, es=ES, ss=SS)
@@ -169,7 +186,9 @@ def emulated(image: bytes, regs: dict):
         total += stop.insns
         if stop.reason not in (stops.BUDGET, stops.SMC):
             break
-    return stop, cpu, bytes(mem.ram[0:DATA_HI])
+    out = stop, cpu, bytes(m.mem.ram[0:DATA_HI])
+    m.close()
+    return out
 
 
 COMPARE_FLAGS = 0x8D5 | 0x400  # the six status flags and DF
@@ -193,7 +212,7 @@ def test_emulator_matches_kvm(seed, vals, small, flags, data):
     assert got == want, code.hex()
     assert cpu.ip + 1 == kregs["rip"], code.hex()  # KVM reports RIP past the HLT
     assert (cpu.flags ^ kregs["rflags"]) & COMPARE_FLAGS == 0, (code.hex(), hex(cpu.flags), hex(kregs["rflags"]))
-    assert (cpu.ds, cpu.es, cpu.ss) == (kregs["ds"], kregs["es"], kregs["ss"])
+    assert (cpu.ds, cpu.es, cpu.ss, cpu.fs) == (kregs["ds"], kregs["es"], kregs["ss"], kregs["fs"])
     if emem != kmem:
         diff = [hex(i) for i in range(DATA_HI) if emem[i] != kmem[i]][:10]
         pytest.fail(f"memory differs at {diff} for {code.hex()}")
