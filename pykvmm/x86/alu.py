@@ -19,6 +19,11 @@ different host shows up as a failing test, not as silent divergence):
   BT BTS BTR BTC      only CF changes.
   BSF BSR             only ZF changes; a zero source leaves the destination unchanged.
   SHLD SHRD           AF set; OF as SHL/SHR's last step; 16-bit counts 17-31: see shld().
+  DAS AAM AAD         not run on the host CPU by KVM but computed in C (em_das, em_aam,
+                      em_aad), ending with an OR on the destination: DAS OF cleared; AAM and
+                      AAD take SF ZF PF from all of AX and clear CF OF AF.  On a hardware
+                      (VMX/SVM) host these run on the CPU instead; the KVM differential test
+                      (tests/kvm/test_x86_differential.py) would show a difference there.
 """
 
 from __future__ import annotations

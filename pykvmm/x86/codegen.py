@@ -766,6 +766,26 @@ def _body(g: Gen, ins: Insn) -> None:
         else:  # CDQ
             e(f"s[2] = s[{HI + 2}] = 0xFFFF if s[{HI}] & 0x8000 else 0")
         return
+    if op == 0x2F:  # DAS, as the SDM's algorithm (and KVM's em_das); OF cleared as KVM does
+        e("al = s[0] & 0xFF; f = s[9]; cf = 0; af = 0; r = al")
+        e("if (al & 0xF) > 9 or f & 0x10: r = (al - 6) & 0xFF; cf = f & 1 or al < 6; af = 0x10")
+        e("if al > 0x99 or f & 1: r = (r - 0x60) & 0xFF; cf = 1")
+        e("s[0] = s[0] & 0xFF00 | r")
+        e("s[9] = s[9] & 0x3FF72A | SZP8[r] | af | (1 if cf else 0)")
+        return
+    if op in (0xD4, 0xD5):
+        # AAM/AAD imm8.  Flags as KVM computes them (em_aam/em_aad end with a 16-bit OR AX,0,
+        # the destination being AX): SF ZF PF of the whole AX, CF OF AF cleared.  The SDM
+        # defines only SF ZF PF (from AL); the KVM differential test pins this host's behaviour.
+        if op == 0xD4:
+            if ins.imm == 0:
+                raise Unsupported(stops.FAULT, "aam 0 (#DE)")
+            e(f"al = s[0] & 0xFF; r = (al // {ins.imm}) << 8 | al % {ins.imm}")
+        else:
+            e(f"r = ((s[0] & 0xFF) + (s[0] >> 8) * {ins.imm}) & 0xFF")
+        e("s[0] = r")
+        e("s[9] = s[9] & 0x3FF72A | SZP16[r]")
+        return
     if op == 0x9E:  # SAHF: SF ZF AF PF CF <- AH
         e("s[9] = s[9] & 0x3FFF2A | s[0] >> 8 & 0xD5")
         return

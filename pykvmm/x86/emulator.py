@@ -35,6 +35,10 @@ _DEADLINE_STRIDE = 256  # executions between clock reads when a deadline is set
 # instructions remain before the next limit (budget, IO window, deadline check); closer to a
 # limit the loop runs single instructions, so limits are exact.
 MAX_BLOCK = 16
+# The decode cache and the block cache each hold at most this many (address, IP) keys by default
+# (``Emulator.cache_limit``, the command line's --decode-cache), least recently used dropped
+# first: a guest that generates endless distinct code must not grow host memory without bound.
+DEFAULT_CACHE_ENTRIES = 16384
 # Saved validated-code contexts, one per (CS base, lo, hi) range recently run (LRU).
 MAX_CONTEXTS = 64
 # Port IO does not end a block, but at most this many instructions may follow the block's last
@@ -74,6 +78,7 @@ class Emulator:
         self._io = [0]          # MMIO accesses performed (compiled code compares it)
         self._cache: dict[tuple[int, int], list[Insn]] = {}
         self._bcache: dict[tuple[int, int], list[Block]] = {}
+        self.cache_limit = DEFAULT_CACHE_ENTRIES  # keys per cache (LRU)
         self._live: dict[int, Any] = {}    # this run: IP -> single-instruction function
         self._blocks: dict[int, Any] = {}  # this run: IP -> block (or single) function
         self._code: list[tuple[int, int]] = []  # (linear start, end) fetched in this run
@@ -246,10 +251,13 @@ class Emulator:
         lin = cs_base + ip
         key = (lin, ip)
         ram = self.mem.ram
-        entries = self._cache.get(key)
+        cache = self._cache
+        entries = cache.get(key)
         if entries:
             for ins in entries:
                 if ram[lin:lin + ins.length] == ins.bytes:
+                    del cache[key]  # most recently used last (dicts keep insertion order)
+                    cache[key] = entries
                     return ins
         code = self._fetch(lin, ip)
         if not code:
@@ -267,7 +275,9 @@ class Emulator:
                 ins.source = assemble([gen])
                 ins.fn = self._exec(ins.source, f"<x86 {ip:04x}: {ins.mnemonic}>")
         if entries is None:
-            entries = self._cache[key] = []
+            if len(cache) >= self.cache_limit:
+                del cache[next(iter(cache))]  # the least recently used key
+            entries = cache[key] = []
         elif len(entries) >= 4:
             del entries[0]  # code that keeps changing: keep the newest few versions
         entries.append(ins)
@@ -285,10 +295,13 @@ class Emulator:
         lin = cs_base + ip
         key = (lin, ip)
         ram = self.mem.ram
-        entries = self._bcache.get(key)
+        bcache = self._bcache
+        entries = bcache.get(key)
         if entries:
             for b in entries:
                 if b.end <= hi and ram[lin:lin + len(b.bytes)] == b.bytes:
+                    del bcache[key]  # most recently used last
+                    bcache[key] = entries
                     return b
         gens = []
         at = ip
@@ -315,7 +328,9 @@ class Emulator:
         fn = self._exec(source, f"<x86 block {ip:04x}-{at:04x}>")
         b = Block(lin, ip, at, bytes(ram[lin:cs_base + at]), fn, len(gens))
         if entries is None:
-            entries = self._bcache[key] = []
+            if len(bcache) >= self.cache_limit:
+                del bcache[next(iter(bcache))]
+            entries = bcache[key] = []
         elif len(entries) >= 4:
             del entries[0]
         entries.append(b)

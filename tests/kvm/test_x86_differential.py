@@ -93,6 +93,8 @@ def _alu(rng: random.Random, dests: tuple[int, ...] = DEST) -> bytes:
         if c == 1:
             return p + bytes([0x6B, 0xC0 | d << 3 | rng.randrange(8), rng.randrange(256)])
         return p + b"\x67" + bytes([0x8B, 0x44 | d << 3, 0x73, rng.randrange(64)])  # [ebx+esi*2+d8]
+    if rng.random() < 0.3:  # DAS, AAM, AAD (KVM emulates them in C; flags via OR AL,0)
+        return rng.choice((b"\x2f", bytes([0xD4, rng.randrange(1, 256)]), bytes([0xD5, rng.randrange(256)])))
     return bytes([rng.choice((0x98, 0x99, 0x9E, 0x9F, 0xF5, 0xF8, 0xF9, 0xFC, 0xFD, 0x90))])
 
 
