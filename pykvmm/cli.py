@@ -19,6 +19,7 @@ from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
 from .machine.coalesced_ring import CoalescedRing
 from .machine.iolog import IoLog
+from .x86.emulator import DEFAULT_CACHE_ENTRIES
 from .machine.machine import STATUS_FAULT, STATUS_USAGE, Machine, MachineConfig
 
 EPILOG = """\
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "single instead of being rescanned)")
     p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
                    help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")
+    p.add_argument("--decode-cache", type=_table_size, default=DEFAULT_CACHE_ENTRIES, metavar="N",
+                   help="addresses kept in the emulator's decode cache and in its block cache, least "
+                        f"recently used dropped (default {DEFAULT_CACHE_ENTRIES})")
     p.add_argument("--io-log", metavar="PATH",
                    help="write every guest IO operation, in order, one line each: "
                         "space (pio/mmio), port or address, r/w, size, value")
@@ -280,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             machine.engine = CoalescingEngine(machine, args.coalesce, extent=args.extent,
                                               hash_mode=args.hash_mode, literal=args.literal,
                                               table_size=args.table_size)
+            machine.engine.emu.cache_limit = args.decode_cache
         result = machine.run(timeout=args.timeout)
         if result.exit_status == STATUS_FAULT and result.detail:
             print(result.detail, file=sys.stderr)
