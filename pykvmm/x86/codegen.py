@@ -20,6 +20,8 @@ operation) or a refusal.
 
 from __future__ import annotations
 
+import re
+
 from . import stops
 from .decoder import Insn
 from .state import CS, DS, ES, FS, GS, SS
@@ -416,12 +418,44 @@ def assemble(gens: list[Gen]) -> str:
             else:
                 out.append(f"{ind}if io[0]: return {retcode(i + 1, nio + 1, i + 1)}")
     out.append(f"{ind}return {retcode(k, nio, last)}")
+    out = _forward_stores(out)
     if anyraise and k > 1:
         idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
         out.append("    except Refuse as r_:")
         out.append(f"        r_.done = {idx!r}[s[8]]")
         out.append("        raise")
     return "\n".join(out) + "\n"
+
+
+_STORE8 = re.compile(r"^(\s*)s\[(\d)\] = s\[\2\] & 0xFF00 \| \((\w+)\)$")
+_STORE16 = re.compile(r"^(\s*)s\[(\d)\] = (\w+)$")
+_LOAD = re.compile(r"^(\s*)(\w+) = (\(s\[(\d)\] & 0xFF\)|s\[(\d)\])$")
+
+
+def _forward_stores(lines: list[str]) -> list[str]:
+    """Peephole: a register read right after the store of a local into that register uses the
+    local (``s[0] = s[0] & 0xFF00 | (v)`` then ``x = (s[0] & 0xFF)`` gives ``x = v``).  Only
+    IP stores and exit checks may come between; they change neither."""
+    out = []
+    known: dict[str, str] = {}
+    for ln in lines:
+        body = ln.strip()
+        m = _LOAD.match(ln)
+        if m and m.group(3) in known:
+            out.append(f"{m.group(1)}{m.group(2)} = {known[m.group(3)]}")
+            known = {}
+            continue
+        m8 = _STORE8.match(ln)
+        m16 = _STORE16.match(ln)
+        if m8:
+            known = {f"(s[{m8.group(2)}] & 0xFF)": m8.group(3)}
+        elif m16 and m16.group(2) != "8" and not m16.group(3).startswith("0"):
+            known = {f"s[{m16.group(2)}]": m16.group(3)}
+        elif not (body.startswith("if stopq[0]:") or body.startswith("if io[0]:")
+                  or body.startswith("s[8] = 0x")):
+            known = {}
+        out.append(ln)
+    return out
 
 
 def _with_port(g: Gen, port: int) -> Gen:
