@@ -362,7 +362,7 @@ def assemble(gens: list[Gen]) -> str:
                     if m & want[i]:
                         live &= ~m
         live |= g.reads_flags()
-        if g.raises:
+        if g.raises or (g.jcc >= 0 and i < k - 1):  # a refusal or a side exit needs them all
             live = ALL_STATUS
     anymem = any(g.memio and not g.io for g in gens)
     anyraise = any(g.raises for g in gens)
@@ -378,17 +378,22 @@ def assemble(gens: list[Gen]) -> str:
         if g.ins.op in (0xEC, 0xED, 0xEE, 0xEF) and dx is not None:
             g = _with_port(g, dx)
         prev = gens[i - 1] if i > 0 else None
-        if g.jcc in (4, 5) and prev is not None and prev.zf_r and want[i - 1] & 0x40:
-            # JZ/JNZ right after the instruction that set ZF: test its result directly
+        if g.jcc >= 0:
             t_, n_ = g.jcc_ips
-            z = "not r" if g.jcc == 4 else "r"
-            out.append(f"{ind}s[8] = {t_:#x} if {z} else {n_:#x}")
-            continue
-        if g.jcc in (2, 3) and prev is not None and prev.cf_t and want[i - 1] & 1:
-            # JB/JAE right after ADD/SUB/CMP: the carry or borrow from the wide result
-            t_, n_ = g.jcc_ips
-            c_ = prev.cf_t if g.jcc == 2 else f"not ({prev.cf_t})"
-            out.append(f"{ind}s[8] = {t_:#x} if {c_} else {n_:#x}")
+            if g.jcc in (4, 5) and prev is not None and prev.zf_r and want[i - 1] & 0x40:
+                # JZ/JNZ right after the instruction that set ZF: test its result directly
+                cond = "not r" if g.jcc == 4 else "r"
+            elif g.jcc in (2, 3) and prev is not None and prev.cf_t and want[i - 1] & 1:
+                # JB/JAE right after ADD/SUB/CMP: the carry or borrow from the wide result
+                cond = prev.cf_t if g.jcc == 2 else f"not ({prev.cf_t})"
+            else:
+                out.append(f"{ind}f = s[9]")
+                cond = COND[g.jcc]
+            if i == k - 1:
+                out.append(f"{ind}s[8] = {t_:#x} if {cond} else {n_:#x}")
+            else:
+                # a side exit: taken, the block ends here; not taken, it runs on
+                out.append(f"{ind}if {cond}: s[8] = {t_:#x}; return {retcode(i + 1, nio, last)}")
             continue
         if i > 0 and g.raises:
             out.append(f"{ind}s[8] = {g.ins.ip:#x}")
@@ -601,6 +606,7 @@ def _body(g: Gen, ins: Insn) -> None:
             g.setip(f"{target:#x} if {COND[op & 15]} else {nxt:#x}")
             g.jcc = op & 15
             g.jcc_ips = (target, nxt)
+            g.term = False  # inside a block a Jcc becomes a side exit (see assemble)
         g.fr = COND_READS[op & 15]
         return
     if op in (0xE0, 0xE1, 0xE2, 0xE3):

@@ -44,7 +44,7 @@ MAX_CONTEXTS = 64
 # Port IO does not end a block, but at most this many instructions may follow the block's last
 # IO instruction; blocks are used only when io_window is at least this, so the IO window (which
 # restarts at every IO) can never end inside a block.
-MAX_TAIL = 4
+MAX_TAIL = 6
 
 
 class Block:
