@@ -49,8 +49,10 @@ Layering: this package imports only pykvmm.errors and pykvmm.machine.{memory,bus
 
 How it works: decoder.py (prefixes, ModRM, immediates; capstone cross-checks length and
 validity), codegen.py (each instruction becomes Python source specialised on its operands; a
-basic block is compiled into one function with dead status-flag elimination and JZ/JNZ/JB/JAE
-fused with the producer), emulator.py (cache validated against guest bytes, memory routing,
+basic block -- straight-line code up to a jump, a memory write or a string instruction, with
+conditional jumps as side exits and port IO inside (at most 6 instructions after the last IO;
+blocks are used only when io_window is None or >= 6) -- is compiled into one function with
+dead status-flag elimination and JZ/JNZ/JB/JAE fused with the flag producer), emulator.py (cache validated against guest bytes, memory routing,
 the run loop), alu.py (flag tables, shifts, multiply/divide, bit scans).
 
 Host facts the emulator depends on (each checked by a test, so another host fails loudly):
