@@ -75,3 +75,38 @@ def test_endless_distinct_sites_keep_the_caps_and_the_results():
             assert co["blocks_emulated"] > 0, mode
         other = F.run_once(code, mode, timeout=60)
         assert other.key() == base.key(), f"{mode}: {F.describe(base, other)}"
+
+
+@pytest.mark.parametrize("mode", [E.FIG5, "trace"])
+def test_emulation_per_exit_is_bounded_in_instructions_and_time(mode):
+    """An endless loop with IO in it: every exit's emulation stops at the budget (instructions)
+    or the deadline (time, and the run's --timeout), so the run still ends on time."""
+    import time
+
+    if mode not in E.POLICIES:
+        pytest.skip(f"{mode} is not in this tree")
+    # The OUT after the JMP is never executed, but a linear scan (fig5) sees it, so the whole
+    # loop lies inside one block.
+    code = assemble("""
+        mov dx, 0x3ff
+        out dx, al
+    spin:
+        out dx, al
+        inc ax
+        jmp spin
+        out dx, al
+    """)
+    with Machine(MachineConfig(serial="null", serial_input=False)) as m:
+        m.load_guest(code)
+        m.engine = E.CoalescingEngine(m, mode, extent=50)
+        t = time.monotonic()
+        r = m.run(timeout=1.0)
+        took = time.monotonic() - t
+        co = m.engine.stats()
+    assert r.end == "timeout" and took < 3.0, (r, took)
+    assert co["blocks_emulated"] > 0
+    per_block = co["instructions_emulated"] / co["blocks_emulated"]
+    assert per_block <= E.BLOCK_BUDGET, per_block
+    from pykvmm.x86 import stops as ST
+
+    assert co["stops"].get(ST.BUDGET, 0) + co["stops"].get(ST.DEADLINE, 0) > 0, co["stops"]
