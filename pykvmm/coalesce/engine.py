@@ -80,16 +80,6 @@ _RIP_OFF = RUN_S + 16 * 8  # kvm_regs.rip in the sync-regs area
 _CS_BASE_OFF = RUN_S + 144  # kvm_sregs.cs.base
 
 
-class _EngineEmulator(Emulator):
-    def request_stop(self) -> None:
-        """Stop before the next instruction (the emulator's own mechanism for code that must not
-        run on: it re-validates on the next fetch and ends the run there)."""
-        self._smc = True
-        self._live.clear()
-        self._blocks.clear()
-        self.io_stop = True
-
-
 class _WatchedBus:
     """The bus as the emulator sees it: after every IO operation, stop emulating if the machine
     is stopping (debug-exit) or an interrupt became deliverable, so both happen at the same
@@ -142,9 +132,7 @@ class CoalescingEngine:
         self.protocol = P.probe(machine.kvm)
         pio = _WatchedBus(machine.pio, machine)
         mmio = _WatchedBus(machine.mmio, machine)
-        self.emu = _EngineEmulator(machine.mem, pio, mmio)
-        self.emu.io_stop = False
-        self.emu.io_ends_blocks = True  # _WatchedBus stops emulation right after an IO
+        self.emu = Emulator(machine.mem, pio, mmio)
         pio.emu = mmio.emu = self.emu
         self.interpreter = InstructionInterpreter()
         self.scanner = ScanningUnit(self.emu, machine.mmio)
@@ -242,14 +230,13 @@ class CoalescingEngine:
             lo, hi, window = ip, min(ip + size, 0x10000), None
         before = list(s)
         emu = self.emu
-        emu.io_stop = False
         deadline = time.monotonic_ns() + BLOCK_TIME_NS
         nd = m.next_deadline
         if nd is not None and nd < deadline:
             deadline = nd
         stop = emu.run(cpu, max_insns=BLOCK_BUDGET, lo=lo, hi=hi, io_window=window,
                        deadline_ns=deadline)
-        reason = IO_STOP if emu.io_stop else stop.reason
+        reason = IO_STOP if stop.reason == ST.REQUESTED else stop.reason
         self.stops[reason] = self.stops.get(reason, 0) + 1
         if stop.insns:
             self.ipu.commit(before, cpu.s)

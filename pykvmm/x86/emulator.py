@@ -90,10 +90,6 @@ class Emulator:
         self._ip_lo = 0x10000
         self._ip_hi = 0
         self._spans: list[tuple[int, int, bytes]] = []
-        # When set, every IO instruction ends a compiled block, so that a device effect of the
-        # IO (an interrupt raised, the run ending) can stop emulation right after it: the
-        # coalescing engine sets it; a block's tail after IO would otherwise run on first.
-        self.io_ends_blocks = False
         self._ctx_key: tuple[int, int, int] | None = None
         self._ctxs: OrderedDict = OrderedDict()  # other ranges' saved contexts (_switch_context)
         self.compiled = 0  # instructions compiled so far (tests and stats)
@@ -315,8 +311,6 @@ class Emulator:
             if ins.gen.term:
                 break
             if ins.gen.io:
-                if self.io_ends_blocks:
-                    break
                 tail = 0
             elif tail >= 0:
                 tail += 1
