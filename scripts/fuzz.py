@@ -5,7 +5,8 @@
 
 Each program (tests/kvm/fuzz.py: random bytes or well-formed mixes of IO, ALU, memory, MMIO,
 string IO, loops and self-modifying code) runs in-process uncoalesced and then under every mode
-at an extent cycling through 1, 3, 10 and 50.  A program whose results differ from the
+at an extent cycling through 1, 3, 10 and 50, with the hash mode, --literal and the table size
+varied too.  A program whose results differ from the
 uncoalesced run is saved as a regression guest (DIR/<mode>-<sha>.bin with a .json naming the
 extent and the difference), which tests/kvm/test_fuzz_regressions.py replays.  At the end the
 script prints the programs run and the verdicts; it exits 1 when it found a divergence.
@@ -53,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         r = random.Random(seed + n)
         code = F.program(r)
         extent = EXTENTS[n % len(EXTENTS)]
+        # Engine options vary too: the hash with or without the address, the patent's literal
+        # flow, and a table of two entries (constant eviction).
+        kw = {"hash_mode": ("block+address", "block")[n // 4 % 2], "literal": bool(n // 8 % 2),
+              "table_size": 2 if n % 16 >= 12 else 4096}
         n += 1
-        v = F.differential(code, timeout=args.timeout, extent=extent, mode_list=modes)
+        v = F.differential(code, timeout=args.timeout, extent=extent, mode_list=modes, **kw)
         verdicts[v.kind] += 1
         if v.kind != "divergence":
             continue
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"fuzz-{hashlib.sha256(code).hexdigest()[:12]}"
             (save_dir / f"{name}.bin").write_bytes(code)
             (save_dir / f"{name}.json").write_text(json.dumps(
-                {"extent": extent, "seed": seed + n - 1, "detail": v.detail}, indent=1) + "\n")
+                {"extent": extent, "engine": kw, "seed": seed + n - 1, "detail": v.detail},
+                indent=1) + "\n")
             saved += 1
             print(f"  saved {save_dir / name}.bin", flush=True)
     took = time.monotonic() - start

@@ -320,7 +320,7 @@ class Outcome:
         return (self.end, self.status, self.serial, self.serial2, self.debugcon, self.io_log, self.regs)
 
 
-def run_once(code: bytes, mode: str, timeout: float = 2.0, extent: int = 10) -> Outcome:
+def run_once(code: bytes, mode: str, timeout: float = 2.0, extent: int = 10, **engine_kw) -> Outcome:
     """One in-process run of ``code`` (no firmware) under ``mode``."""
     outs = []
     for _ in range(3):
@@ -338,7 +338,7 @@ def run_once(code: bytes, mode: str, timeout: float = 2.0, extent: int = 10) -> 
                 from pykvmm.machine.coalesced_ring import CoalescedRing
                 m.ring = CoalescedRing(m)
             elif mode != E.OFF:
-                m.engine = E.CoalescingEngine(m, mode, extent=extent)
+                m.engine = E.CoalescingEngine(m, mode, extent=extent, **engine_kw)
             res = m.run(timeout=timeout)
             regs = m.final_regs()
         data = [Path(p).read_bytes() for p in outs]
@@ -379,17 +379,19 @@ def describe(base: Outcome, other: Outcome) -> str:
 
 
 def differential(code: bytes, timeout: float = 2.0, extent: int = 10,
-                 mode_list: list[str] | None = None) -> Verdict:
-    """Run ``code`` under off and every mode; compare everything observable."""
+                 mode_list: list[str] | None = None, **engine_kw) -> Verdict:
+    """Run ``code`` under off and every mode; compare everything observable.  ``engine_kw``
+    (hash_mode, literal, table_size) goes to every engine."""
     base = run_once(code, E.OFF, timeout)
     if base.end == "timeout":
         return Verdict("timeout", "off timed out")
     if touches_nondeterministic(base):
         return Verdict("nondeterministic", "touches a time- or host-dependent port")
     for mode in mode_list or modes():
-        other = run_once(code, mode, timeout, extent)
+        other = run_once(code, mode, timeout, extent, **({} if mode == "kvm-ring" else engine_kw))
         if other.end == "timeout":
             return Verdict("timeout", f"{mode} timed out where off ended ({base.end})")
         if other.key() != base.key():
-            return Verdict("divergence", f"extent {extent}: " + describe(base, other))
+            opts = "".join(f", {k} {v}" for k, v in engine_kw.items())
+            return Verdict("divergence", f"extent {extent}{opts}: " + describe(base, other))
     return Verdict("same")

@@ -27,12 +27,15 @@ VERDICTS: collections.Counter = collections.Counter()
 @settings(max_examples=PROGRAMS, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(r=st.randoms(use_true_random=False), extent=st.sampled_from([1, 3, 10, 50]),
-       kind=st.sampled_from(["well-formed", "well-formed", "random-bytes"]))
-def test_every_mode_matches_off(r, extent, kind):
+       kind=st.sampled_from(["well-formed", "well-formed", "random-bytes"]),
+       hash_mode=st.sampled_from(["block+address", "block"]), literal=st.booleans(),
+       table_size=st.sampled_from([4096, 2]))
+def test_every_mode_matches_off(r, extent, kind, hash_mode, literal, table_size):
     code = F.well_formed(r) if kind == "well-formed" else F.random_bytes(r)
-    v = F.differential(code, timeout=2.0, extent=extent)
+    v = F.differential(code, timeout=2.0, extent=extent, hash_mode=hash_mode, literal=literal,
+                       table_size=table_size)
     VERDICTS[v.kind] += 1
-    assert v.kind != "divergence", f"{v.detail}\nprogram ({kind}, extent {extent}): {code.hex()}"
+    assert v.kind != "divergence", f"{v.detail}\nprogram ({kind}): {code.hex()}"
 
 
 def test_report_verdicts():

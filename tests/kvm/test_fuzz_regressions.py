@@ -20,8 +20,9 @@ PROGRAMS = sorted(REGRESSIONS.glob("*.bin"))
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
 def test_saved_program(path):
     meta = path.with_suffix(".json")
-    extent = json.loads(meta.read_text()).get("extent", 10) if meta.exists() else 10
-    v = F.differential(path.read_bytes(), timeout=5.0, extent=extent)
+    info = json.loads(meta.read_text()) if meta.exists() else {}
+    v = F.differential(path.read_bytes(), timeout=5.0, extent=info.get("extent", 10),
+                       **info.get("engine", {}))
     assert v.kind != "divergence", v.detail
 
 
