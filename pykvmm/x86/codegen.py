@@ -340,8 +340,12 @@ def assemble(gens: list[Gen]) -> str:
     returning ``retcode(...)``.  IP is stored only where it matters: before an instruction that
     may refuse (so a refusal leaves IP on it), on an early exit right after an MMIO access, and
     at the end.  A refusal records in ``Refuse.done`` how many instructions had completed."""
-    out = ["def f(s=s, ram=ram):"]
     k = len(gens)
+    # ``room``: instructions left before the run's next limit; a block longer than that
+    # declines with 0 (the run loop then dispatches its first instruction alone).
+    out = ["def f(room=16, s=s, ram=ram):"]
+    if k > 1:
+        out.append(f"    if room < {k}: return 0")
     # Dead status flags: walking backwards, a flag line is dropped when every flag it writes
     # is overwritten later in the block before anything reads it.  All flags are live at the
     # block's end and before any instruction that may refuse (a refusal must leave exact

@@ -398,14 +398,18 @@ class Emulator:
             if time.monotonic_ns() >= deadline_ns:
                 return Stop(stops.DEADLINE)
             limit = min(limit, _DEADLINE_STRIDE)
-        # Below ``soft`` a whole block fits before the limit; with an IO window shorter than a
-        # block's tail after IO, blocks are never used.
+        # Below ``soft`` any block fits before the limit and is called without a check; closer
+        # to the limit each block is told the room left and declines (returns 0) when it is
+        # longer, and its first instruction runs alone.  With an IO window shorter than a
+        # block's tail after IO, only single instructions are dispatched.
         blocks_ok = self.use_blocks and (io_window is None or io_window >= MAX_TAIL)
-        soft = limit - MAX_BLOCK if blocks_ok else -1
+        if not blocks_ok:
+            bget = sget
+        soft = limit - MAX_BLOCK
         try:
             while True:
                 if n < soft:
-                    f = bget(s[8])
+                    room = MAX_BLOCK
                 else:
                     if n >= limit:
                         if n >= max_insns:
@@ -418,9 +422,10 @@ class Emulator:
                             reason = stops.DEADLINE
                             break
                         limit = min(max_insns, io_limit, n + _DEADLINE_STRIDE)
-                        soft = limit - MAX_BLOCK if blocks_ok else -1
+                        soft = limit - MAX_BLOCK
                         continue
-                    f = sget(s[8])
+                    room = limit - n
+                f = bget(s[8])
                 if f is None:
                     # -- the miss path: validate, compile, install ------------------------------
                     ip = s[8]
@@ -442,7 +447,7 @@ class Emulator:
                     else:
                         end = lin
                     f = single
-                    if n < soft:
+                    if blocks_ok:
                         b = self.block(cs_base, ip, hi)
                         if b is not None:
                             f = b.fn
@@ -460,7 +465,9 @@ class Emulator:
                             self._ip_lo = ip
                         if end - cs_base > self._ip_hi:
                             self._ip_hi = end - cs_base
-                r = f()
+                r = f(room)
+                if r == 0:  # the block is longer than the room left: one instruction only
+                    r = live[s[8]](room)
                 if r < 32:  # no IO (see codegen.retcode)
                     n += r
                 else:
@@ -470,7 +477,7 @@ class Emulator:
                         limit = min(max_insns, io_limit)
                         if deadline_ns is not None:
                             limit = min(limit, n + _DEADLINE_STRIDE)
-                        soft = limit - MAX_BLOCK if blocks_ok else -1
+                        soft = limit - MAX_BLOCK
                     n += r & 31
                     if stopq[0]:  # a device asked for a stop (see request_stop)
                         reason = stops.SMC if stopq[0] == 1 else stops.REQUESTED
