@@ -53,3 +53,30 @@ def test_no_instruction_runs_after_debug_exit_inside_a_compiled_block():
     for mode in F.modes():
         other = F.run_once(code, mode)
         assert other.key() == base.key(), f"{mode}: {F.describe(base, other)}"
+
+
+def test_resume_flag_is_clear_after_emulated_instructions():
+    """Found by the fuzzer (2026-11-25).  KVM sets RFLAGS.RF (bit 16) while it emulates a REP
+    string instruction against MMIO, and the CPU clears it once a later instruction completes
+    (Intel SDM 3, 17.3.1.1: RF is cleared after every instruction that completes).  At the next
+    IO exit RF may still read 1; an emulated block must clear it like the CPU would, not write
+    the stale RF back."""
+    from .helpers import assemble
+
+    code = assemble("""
+        mov ax, 0xb000
+        mov es, ax
+        mov si, 0x600
+        mov di, 7
+        mov cx, 3
+        rep movsb               ; the memory-mapped 16550's scratch register, then unclaimed MMIO
+        mov dx, 0x3ff
+        out dx, al
+        mov al, 1
+        out 0xf4, al
+    """)
+    base = F.run_once(code, "off")
+    assert base.end == "debug-exit" and not base.regs["rflags"] & 0x10000
+    for mode in F.modes():
+        other = F.run_once(code, mode)
+        assert other.key() == base.key(), f"{mode}: {F.describe(base, other)}"
