@@ -74,6 +74,7 @@ _STRING_PIO_LEAD = frozenset((0x6C, 0x6D, 0x6E, 0x6F, 0xF3, 0xF2, 0x66, 0x67,
                               0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
 
 
+_RFLAGS_RF = 1 << 16  # the resume flag
 _RIP = struct.Struct("<Q")
 _U64 = struct.Struct("<Q")
 _RIP_OFF = RUN_S + 16 * 8  # kvm_regs.rip in the sync-regs area
@@ -239,6 +240,10 @@ class CoalescingEngine:
         reason = IO_STOP if stop.reason == ST.REQUESTED else stop.reason
         self.stops[reason] = self.stops.get(reason, 0) + 1
         if stop.insns:
+            # The instructions completed, so RF is clear, as the CPU clears it after every
+            # instruction that completes (SDM 3, 17.3.1.1); KVM may have left it set after
+            # emulating a REP string instruction against MMIO.
+            cpu.s[FL] &= ~_RFLAGS_RF
             self.ipu.commit(before, cpu.s)
             self.blocks_emulated += 1
             self.instructions_emulated += stop.insns
