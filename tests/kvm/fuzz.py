@@ -14,9 +14,10 @@ instead of running through zeroed memory.  Two kinds of body follow:
 * **well-formed mixes**: ALU and memory instructions on random registers, port IO to
   deterministic devices (COM1 at 0x3F8-0x3FF including its scratch register, unclaimed ports,
   the POST port, the debug console), byte and word MMIO to the memory-mapped UART at 0xB0000 and
-  the unbacked hole around it, string IO (REP OUTS/INS, both directions, byte and word), counted
-  loops (nested), CALL/POP, and self-modifying code (an immediate incremented each pass, and an
-  IN toggled into a NOP and back).
+  the unbacked hole around it, string IO (REP OUTS/INS, both directions, byte and word, segment
+  overrides), string MMIO (MOVS/STOS/LODS), counted loops (nested), CALL/POP, the trap flag,
+  PUSHA/POPA, a few random bytes, HLT, and self-modifying code (an immediate incremented each
+  pass, and an IN toggled into a NOP and back).
 
 Programs run with ``--no-firmware`` (so the PIT is never programmed and the PICs never
 initialised: nothing time-driven happens) and are self-contained, so a saved program replays
@@ -232,6 +233,63 @@ def _string_io(a: _Asm, r: random.Random) -> None:
     a.emit(0xFC)
 
 
+def _string_mmio(a: _Asm, r: random.Random) -> None:
+    """String instructions against the memory-mapped UART: MOVS RAM->MMIO and MMIO->RAM, STOS
+    to it, LODS from it (KVM exits once per element)."""
+    k = r.randrange(4)
+    a.mov_r16(CX, r.randrange(0, 10))
+    a.emit(r.choice([0xFC, 0xFD]))
+    if k == 0:  # RAM -> MMIO: ES = B000
+        a.mov_r16(BX, MMIO_SEG)
+        a.emit(0x8E, 0xC3)  # mov es, bx
+        a.mov_r16(SI, r.randrange(DATA_LO, DATA_HI))
+        a.mov_r16(DI, r.randrange(0, 12))
+        a.emit(0xF3, r.choice([0xA4, 0xA5]))  # rep movsb/movsw
+    elif k == 1:  # MMIO -> RAM: DS override through ES = B000 (es: movsb reads ES:SI)
+        a.mov_r16(BX, MMIO_SEG)
+        a.emit(0x8E, 0xC3)
+        a.emit(0x31, 0xDB, 0x8E, 0xDB)  # xor bx, bx; mov ds, bx (already 0)
+        a.mov_r16(SI, r.randrange(0, 12))
+        a.mov_r16(DI, r.randrange(DATA_LO, DATA_HI))
+        # destination is ES:DI, so swap: push es; pop ds reads ES's base for the source
+        a.emit(0x06, 0x1F)  # push es; pop ds (DS = B000)
+        a.emit(0x31, 0xDB, 0x8E, 0xC3)  # xor bx, bx; mov es, bx
+        a.emit(0xF3, 0xA4)  # rep movsb: MMIO -> RAM
+        a.emit(0x31, 0xDB, 0x8E, 0xDB)  # ds = 0 again
+    elif k == 2:  # rep stosb to MMIO
+        a.mov_r16(BX, MMIO_SEG)
+        a.emit(0x8E, 0xC3)
+        a.mov_r16(DI, r.randrange(0, 12))
+        a.emit(0xB0, r.getrandbits(8), 0xF3, 0xAA)
+    else:  # lodsb from MMIO with an ES override
+        a.mov_r16(BX, MMIO_SEG)
+        a.emit(0x8E, 0xC3)
+        a.mov_r16(SI, r.randrange(0, 12))
+        a.emit(0x26, 0xAC, 0x26, 0xAC)  # lodsb es:[si] twice
+    a.emit(0xFC, 0x31, 0xDB, 0x8E, 0xC3)  # cld; xor bx, bx; mov es, bx
+
+
+def _odd(a: _Asm, r: random.Random) -> None:
+    """Rarer things: the trap flag (INT 1 to the exit handler), PUSHA/POPA, segment-override
+    string IO, a few random bytes, HLT with interrupts off, STI (no interrupt source)."""
+    k = r.randrange(6)
+    if k == 0:
+        a.emit(0x9C, 0x58, 0x80, 0xCC, 0x01, 0x50, 0x9D)  # pushf; pop ax; or ah, 1; push ax; popf
+    elif k == 1:
+        a.emit(0x60, 0x61)  # pusha; popa
+    elif k == 2:
+        a.mov_r16(DX, r.choice(COM1))
+        a.mov_r16(SI, r.randrange(DATA_LO, DATA_HI))
+        a.mov_r16(CX, r.randrange(0, 6))
+        a.emit(r.choice([0x2E, 0x26, 0x36]), 0xF3, 0x6E)  # cs:/es:/ss: rep outsb
+    elif k == 3:
+        a.emit(bytes(r.getrandbits(8) for _ in range(r.randrange(1, 5))))
+    elif k == 4:
+        a.emit(0xFA, 0xF4)  # cli; hlt: the run ends here
+    else:
+        a.emit(0xFB)  # sti
+
+
 def _smc(a: _Asm, r: random.Random) -> None:
     """Self-modifying code: rewrite an instruction a little further on."""
     if r.random() < 0.5:
@@ -259,12 +317,16 @@ def _items(a: _Asm, r: random.Random, n: int, depth: int) -> None:
             _io(a, r)
         elif k < 0.73:
             _mmio(a, r)
-        elif k < 0.80:
+        elif k < 0.78:
             _string_io(a, r)
-        elif k < 0.88:
+        elif k < 0.81:
+            _string_mmio(a, r)
+        elif k < 0.87:
             _smc(a, r)
-        elif k < 0.97 and depth < 2:
+        elif k < 0.95 and depth < 2:
             _loop(a, r, depth)
+        elif k < 0.975:
+            _odd(a, r)
         else:
             _alu(a, r)
 
