@@ -83,3 +83,106 @@ def measure(qemu: str, image: bytes, repeats: int, timeout: float = 120.0, on_ru
         "us_per_byte": net / nbytes * 1e6 if nbytes and ok else None,
         "command": " ".join(qemu_command(qemu, "DISK.img", "SERIAL.out")),
     }
+
+
+# -- exit counts through QMP ----------------------------------------------------------------------
+# QEMU (7.1+) reports KVM's binary statistics per vCPU with the QMP command query-stats.  QEMU
+# exits as soon as the guest writes to isa-debug-exit, before anything can be asked, so the count
+# runs leave that device out: the guest's final OUT to 0xF4 then goes nowhere and it stops in
+# CLI; HLT.  The statistics are read once the output is complete and the exit count has settled,
+# and the empty boot sector's count (SeaBIOS and the disk probe) is subtracted.
+
+SETTLE_S = 0.3
+
+
+def _qmp(sock_path: str, timeout: float):
+    import json
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s.connect(sock_path)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    f = s.makefile("rwb")
+
+    def call(cmd: str, **arguments):
+        msg = {"execute": cmd}
+        if arguments:
+            msg["arguments"] = arguments
+        f.write(json.dumps(msg).encode() + b"\n")
+        f.flush()
+        while True:
+            line = f.readline()
+            if not line:
+                raise ConnectionError("QMP connection closed")
+            reply = json.loads(line)
+            if "return" in reply or "error" in reply:
+                return reply
+
+    json.loads(f.readline())  # the greeting
+    call("qmp_capabilities")
+    return s, call
+
+
+def _vcpu_stats(call) -> dict:
+    reply = call("query-stats", target="vcpu")
+    out: dict[str, int] = {}
+    for entry in reply.get("return", []):
+        for st in entry.get("stats", []):
+            if isinstance(st.get("value"), int):
+                out[st["name"]] = out.get(st["name"], 0) + st["value"]
+    return out
+
+
+def count_exits_once(qemu: str, image: bytes, expected_bytes: int, timeout: float = 120.0) -> dict | None:
+    """KVM's vCPU statistics after the guest has printed ``expected_bytes`` and gone quiet."""
+    with tempfile.TemporaryDirectory(prefix="pykvmm-qemu-") as d:
+        disk, serial, sock = (os.path.join(d, n) for n in ("disk.img", "serial.out", "qmp.sock"))
+        Path(disk).write_bytes(image)
+        cmd = [c for c in qemu_command(qemu, disk, serial)]
+        i = cmd.index("-device")
+        del cmd[i:i + 2]  # no isa-debug-exit: the guest halts instead of ending QEMU
+        cmd += ["-qmp", f"unix:{sock},server=on,wait=off"]
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            s, call = _qmp(sock, 10.0)
+            deadline = time.monotonic() + timeout
+            last = None
+            while time.monotonic() < deadline:
+                time.sleep(SETTLE_S)
+                size = os.path.getsize(serial) if os.path.exists(serial) else 0
+                stats = _vcpu_stats(call)
+                if not stats:
+                    return None  # this QEMU has no query-stats for vCPUs
+                if size >= expected_bytes and last is not None and stats.get("exits") == last.get("exits"):
+                    call("quit")
+                    s.close()
+                    return stats
+                last = stats
+            return None
+        except (OSError, ValueError, ConnectionError):
+            return None
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def count_exits(qemu: str, image: bytes, expected_bytes: int, timeout: float = 120.0) -> dict | None:
+    """The guest's own exits under QEMU: its KVM statistics minus the empty boot sector's."""
+    guest = count_exits_once(qemu, image, expected_bytes, timeout)
+    empty = count_exits_once(qemu, EMPTY_SECTOR, 0, timeout)
+    if guest is None or empty is None:
+        return None
+    keys = ("exits", "io_exits", "mmio_exits", "halt_exits", "signal_exits", "irq_exits",
+            "insn_emulation")
+    return {"guest": {k: guest.get(k, 0) for k in keys}, "empty": {k: empty.get(k, 0) for k in keys},
+            "net": {k: guest.get(k, 0) - empty.get(k, 0) for k in keys}}

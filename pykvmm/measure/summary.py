@@ -37,6 +37,8 @@ def summarize(guest: str, policy: str, extent, runs: list[dict]) -> dict:
         "us_per_io_op": wall / io_ops * 1e6 if io_ops else None,
         "us_per_byte": wall / nbytes * 1e6 if nbytes else None,
         "outputs": sorted({r["output_sha256"] for r in runs}),
+        "io_ops_by_port": runs[0]["io_ops_by_port"] if runs else {},
+        "mmio_ops_by_addr": runs[0]["mmio_ops_by_addr"] if runs else {},
     }
 
 
@@ -55,11 +57,14 @@ def mark_against_off(rows: list[dict]) -> None:
 
 
 def qemu_row(guest: str, q: dict) -> dict:
+    ec = q.get("exit_counts")
     return {
         "guest": guest, "policy": QEMU, "extent": None, "repeats": len(q["runs"]),
         "end": ["debug-exit"] if q["ok"] else ["error"],
         "exit_status": sorted({r["status"] for r in q["runs"]}, key=lambda s: (s is None, s)),
-        "exits": {}, "kvm_stats": {}, "coalesce": {}, "exits_varied": False,
+        # exits: KVM's count for QEMU's vCPU (QMP query-stats), net of the empty boot sector
+        "exits": {"total": ec["net"]["exits"]} if ec else {},
+        "kvm_stats": dict(ec["net"]) if ec else {}, "coalesce": {}, "exits_varied": False,
         "io_ops": None, "printed_bytes": q["printed_bytes"], "io_exits_per_io_op": None,
         "wall_median_s": q["net_s"], "wall_min_s": None, "cpu_median_s": None,
         "us_per_io_op": None, "us_per_byte": q["us_per_byte"], "outputs": [],

@@ -37,7 +37,7 @@ def cells(r: dict) -> dict[str, str]:
     return {
         "guest": r["guest"], "policy": r["policy"],
         "extent": "–" if r["extent"] is None else str(r["extent"]),
-        "exits": _num(ex.get("total")) if not qemu else "–",
+        "exits": _num(ex.get("total")),
         "io": _num(ex.get("io")) if not qemu else "–",
         "mmio": _num(ex.get("mmio")) if not qemu else "–",
         "KVM exits": _num(ks.get("exits")), "KVM mmio_exits": _num(ks.get("mmio_exits")),
@@ -79,6 +79,8 @@ def document(meta: dict, rows: list[dict], headline: list[dict], skipped: list[s
            "output to a file); counts are medians, `wall` is the run loop's wall time (median, "
            "minimum). `exits` are KVM_RUN returns by reason as pykvmm counts them (`intr` kicks "
            "included in `exits`); `IO exits / io_op` is (io + mmio exits) / guest IO operations. "
+           "For QEMU, `exits` is KVM's `exits` statistic for its vCPU (QMP `query-stats`, read "
+           "after the guest halts in a run without isa-debug-exit) minus an empty boot sector's. "
            "`µs / byte` is wall time per byte the guest printed (firmware included; for QEMU, "
            "(wall(guest) − wall(empty boot sector)) / bytes, since QEMU's start-up takes seconds). "
            f"{IO_EXITS_NOTE}\n",

@@ -9,7 +9,8 @@ from pykvmm.measure.table import COLUMNS, HEADLINE_COLUMNS, document, headline_r
 def _run(wall, total=10, io=8, out="aa", io_ops=16, nbytes=4, co=None):
     return {"end": "debug-exit", "exit_status": 0, "wall_s": wall, "cpu_s": wall,
             "exits": {"total": total, "io": io, "mmio": 0}, "kvm_stats": {"exits": total, "io_exits": 0},
-            "io_ops": io_ops, "printed_bytes": nbytes, "output_sha256": out, "coalesce": co or {}}
+            "io_ops": io_ops, "printed_bytes": nbytes, "output_sha256": out, "coalesce": co or {},
+            "io_ops_by_port": {"0x3f8": io_ops}, "mmio_ops_by_addr": {}}
 
 
 def _rows():
