@@ -7,7 +7,8 @@ Each program (tests/kvm/fuzz.py: random bytes or well-formed mixes of IO, ALU, m
 string IO, loops and self-modifying code) runs in-process uncoalesced and then under every mode
 at an extent cycling through 1, 3, 10 and 50, with the hash mode, --literal and the table size
 varied too.  A program whose results differ from the
-uncoalesced run is saved as a regression guest (DIR/<mode>-<sha>.bin with a .json naming the
+uncoalesced run (or that a mode hangs on: it times out where off needed a tenth of the timeout)
+is saved as a regression guest (DIR/fuzz-<sha>.bin with a .json naming the
 extent and the difference), which tests/kvm/test_fuzz_regressions.py replays.  At the end the
 script prints the programs run and the verdicts; it exits 1 when it found a divergence.
 """
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         n += 1
         v = F.differential(code, timeout=args.timeout, extent=extent, mode_list=modes, **kw)
         verdicts[v.kind] += 1
-        if v.kind != "divergence":
+        if v.kind not in ("divergence", "hang"):
             continue
         # One saved program per kind of difference is enough to reproduce it.
         sig = v.detail.split(":")[1].strip() if ":" in v.detail else v.detail
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     took = time.monotonic() - start
     print(f"fuzz: {n} programs x {1 + len(modes)} modes in {took:.0f} s: {dict(verdicts)}; "
           f"{saved} saved")
-    return 1 if verdicts["divergence"] else 0
+    return 1 if verdicts["divergence"] or verdicts["hang"] else 0
 
 
 if __name__ == "__main__":

@@ -377,6 +377,7 @@ class Outcome:
     io_log: list = field(repr=False)
     regs: dict = field(repr=False)
     detail: str = ""
+    wall: float = 0.0
 
     def key(self) -> tuple:
         return (self.end, self.status, self.serial, self.serial2, self.debugcon, self.io_log, self.regs)
@@ -407,7 +408,8 @@ def run_once(code: bytes, mode: str, timeout: float = 2.0, extent: int = 10, **e
     finally:
         for p in outs:
             os.unlink(p)
-    return Outcome(mode, res.end, res.exit_status, data[0], data[1], data[2], log, regs, res.detail)
+    return Outcome(mode, res.end, res.exit_status, data[0], data[1], data[2], log, regs, res.detail,
+                   res.wall_s)
 
 
 def touches_nondeterministic(o: Outcome) -> bool:
@@ -416,7 +418,7 @@ def touches_nondeterministic(o: Outcome) -> bool:
 
 @dataclass
 class Verdict:
-    kind: str  # "same", "timeout", "nondeterministic", "divergence"
+    kind: str  # "same", "timeout", "nondeterministic", "divergence", "hang"
     detail: str = ""
 
 
@@ -452,6 +454,10 @@ def differential(code: bytes, timeout: float = 2.0, extent: int = 10,
     for mode in mode_list or modes():
         other = run_once(code, mode, timeout, extent, **({} if mode == "kvm-ring" else engine_kw))
         if other.end == "timeout":
+            if base.wall < timeout / 10:
+                # off needed a tenth of the time: this mode hangs (or is far too slow)
+                return Verdict("hang", f"extent {extent}: {mode} timed out after {timeout:g} s "
+                                       f"where off ended ({base.end}) in {base.wall:.3f} s")
             return Verdict("timeout", f"{mode} timed out where off ended ({base.end})")
         if other.key() != base.key():
             opts = "".join(f", {k} {v}" for k, v in engine_kw.items())

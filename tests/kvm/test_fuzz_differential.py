@@ -35,7 +35,7 @@ def test_every_mode_matches_off(r, extent, kind, hash_mode, literal, table_size)
     v = F.differential(code, timeout=2.0, extent=extent, hash_mode=hash_mode, literal=literal,
                        table_size=table_size)
     VERDICTS[v.kind] += 1
-    assert v.kind != "divergence", f"{v.detail}\nprogram ({kind}): {code.hex()}"
+    assert v.kind not in ("divergence", "hang"), f"{v.detail}\nprogram ({kind}): {code.hex()}"
 
 
 def test_report_verdicts():
