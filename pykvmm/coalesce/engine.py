@@ -59,8 +59,8 @@ COMPLETION_EXIT = "completion-exit"  # the completion run returned a real exit
 KICK_PENDING = "kick-pending"  # the vCPU was kicked (deadline, signal, input): handle that first
 DEMOTED = "demoted"  # the site keeps failing to reach another IO: left native for a while
 
-# Profitability (beyond the patent): a site whose emulation ends this many times in a row
-# without reaching another IO is demoted to singular for DEMOTE_FIRST of its exits, doubling
+# Profitability (beyond the patent): a site whose emulation is unprofitable (see _score) this
+# many times in a row is demoted to singular for DEMOTE_FIRST of its exits, doubling
 # on each relapse up to DEMOTE_MAX; a success halves the penalty again.
 DEMOTE_AFTER = 3
 DEMOTE_FIRST = 16
@@ -149,7 +149,8 @@ class CoalescingEngine:
             self.table = Fig7Table(table_size)
         else:
             self.table = None  # trace follows control flow; the emulator's cache validates code
-        # site -> [misses in a row, exits left to skip, next penalty]; None with --literal.
+        # site -> [misses in a row, exits left to skip, next penalty, emulations]; None with
+        # --literal.
         self.demotion: OrderedDict | None = None if literal else OrderedDict()
         self.table_size = table_size
         self.demoted = 0
@@ -235,6 +236,7 @@ class CoalescingEngine:
         nd = m.next_deadline
         if nd is not None and nd < deadline:
             deadline = nd
+        compiled = emu.compiled
         stop = emu.run(cpu, max_insns=BLOCK_BUDGET, lo=lo, hi=hi, io_window=window,
                        deadline_ns=deadline)
         reason = IO_STOP if stop.reason == ST.REQUESTED else stop.reason
@@ -249,20 +251,24 @@ class CoalescingEngine:
             self.instructions_emulated += stop.insns
             self.io_emulated += stop.ios
         if demotion is not None:
-            self._score(site, stop.ios > 0)
+            self._score(site, stop.ios > 0, emu.compiled != compiled)
 
-    def _score(self, site: int, profitable: bool) -> None:
-        """Profitability bookkeeping for a site (bounded like the table: LRU)."""
+    def _score(self, site: int, reached_io: bool, compiled: bool) -> None:
+        """Profitability bookkeeping for a site (bounded like the table: LRU).
+
+        An emulation is unprofitable when it reached no further IO, or when a site already
+        emulated before had to decode and compile fresh code (code that keeps changing, where
+        every exit pays capstone and compilation: far dearer than the exit it saves)."""
         demotion = self.demotion
         d = demotion.get(site)
         if d is None:
-            if profitable:
-                return
-            d = demotion[site] = [0, 0, DEMOTE_FIRST]
+            d = demotion[site] = [0, 0, DEMOTE_FIRST, 0]
             if len(demotion) > self.table_size:
                 demotion.popitem(last=False)
         else:
             demotion.move_to_end(site)
+        profitable = reached_io and not (compiled and d[3])
+        d[3] += 1
         if profitable:
             d[0] = 0
             d[2] = max(DEMOTE_FIRST, d[2] // 2)

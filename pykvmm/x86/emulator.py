@@ -268,8 +268,8 @@ class Emulator:
                 ins.refuse(u.reason, u.detail or ins.mnemonic)
             else:
                 ins.gen = gen
-                ins.source = assemble([gen])
-                ins.fn = self._exec(ins.source, f"<x86 {ip:04x}: {ins.mnemonic}>")
+                # Compiling costs ~100 us (assemble + exec); scanning and block building need only
+                # ``gen``, so the single-instruction function is compiled on first use (_single).
         if entries is None:
             if len(cache) >= self.cache_limit:
                 del cache[next(iter(cache))]  # the least recently used key
@@ -278,6 +278,12 @@ class Emulator:
             del entries[0]  # code that keeps changing: keep the newest few versions
         entries.append(ins)
         return ins
+
+    def _single(self, ins: Insn) -> Any:
+        """The compiled function of one instruction, compiled the first time it is needed."""
+        ins.source = assemble([ins.gen])
+        ins.fn = self._exec(ins.source, f"<x86 {ins.ip:04x}: {ins.mnemonic}>")
+        return ins.fn
 
     def _exec(self, source: str, name: str) -> Any:
         loc: dict[str, Any] = {}
@@ -442,8 +448,11 @@ class Emulator:
                         if not ins.supported:
                             reason, detail = ins.reason, ins.detail
                             break
-                        single = live[ip] = ins.fn
                         end = lin + ins.length
+                        # Cold code: when a block will run from here, the single-instruction
+                        # function is compiled only if a block turns out impossible.
+                        if not (blocks_ok and n < soft):
+                            single = live[ip] = ins.fn or self._single(ins)
                     else:
                         end = lin
                     f = single
@@ -452,6 +461,8 @@ class Emulator:
                         if b is not None:
                             f = b.fn
                             end = lin + len(b.bytes)
+                        elif f is None:
+                            f = live[ip] = ins.fn or self._single(ins)
                         blocks[ip] = f
                     if end > lin:
                         # code fetched in this run: a write into it is self-modifying code
@@ -467,7 +478,11 @@ class Emulator:
                             self._ip_hi = end - cs_base
                 r = f(room)
                 if r == 0:  # the block is longer than the room left: one instruction only
-                    r = live[s[8]](room)
+                    g = live.get(s[8])
+                    if g is None:  # not compiled yet (see the cold-code rule above)
+                        ins = self.lookup(cs_base, s[8])
+                        g = live[s[8]] = ins.fn or self._single(ins)
+                    r = g(room)
                 if r < 32:  # no IO (see codegen.retcode)
                     n += r
                 else:
