@@ -272,7 +272,21 @@ def _string_mmio(a: _Asm, r: random.Random) -> None:
 def _odd(a: _Asm, r: random.Random) -> None:
     """Rarer things: the trap flag (INT 1 to the exit handler), PUSHA/POPA, segment-override
     string IO, a few random bytes, HLT with interrupts off, STI (no interrupt source)."""
-    k = r.randrange(6)
+    k = r.randrange(8)
+    if k == 6:  # 32-bit string IO: OUTSD/INSD, and ECX/ESI/EDI with the address-size prefix
+        a.mov_r16(DX, r.choice(COM1 + UNCLAIMED[:2]))
+        a.emit(0x66, 0xB9, struct.pack("<I", r.choice([0, 1, 3, 0x10002, 0xFFFFFFFF])))  # mov ecx
+        a.emit(0x66, 0xBE, struct.pack("<I", r.choice([DATA_LO, DATA_HI, 0x10000 + DATA_LO])))
+        a.emit(0x66, 0xBF, struct.pack("<I", r.choice([DATA_LO + 0x200, 0x20000])))
+        a.emit(0x31, 0xC0, 0x8E, 0xC0)  # es = 0
+        a.emit(*r.choice([(0x67, 0xF3, 0x6E), (0x67, 0xF3, 0x6C), (0x66, 0xF3, 0x6F),
+                          (0x66, 0x67, 0xF3, 0x6D), (0x67, 0x6E)]))
+        a.emit(0x66, 0x31, 0xF6, 0x66, 0x31, 0xFF)  # xor esi, esi; xor edi, edi
+        return
+    if k == 7:  # IO at the top of the port space: a word or dword at 0xFFFF wraps to port 0
+        a.mov_r16(DX, r.choice([0xFFFF, 0xFFFE, 0x3FE, 0x3FF]))
+        a.emit(r.choice([(0xEF,), (0xED,), (0x66, 0xEF), (0x66, 0xED)]))
+        return
     if k == 0:
         a.emit(0x9C, 0x58, 0x80, 0xCC, 0x01, 0x50, 0x9D)  # pushf; pop ax; or ah, 1; push ax; popf
     elif k == 1:
@@ -323,9 +337,9 @@ def _items(a: _Asm, r: random.Random, n: int, depth: int) -> None:
             _string_mmio(a, r)
         elif k < 0.87:
             _smc(a, r)
-        elif k < 0.95 and depth < 2:
+        elif k < 0.94 and depth < 2:
             _loop(a, r, depth)
-        elif k < 0.975:
+        elif k < 0.98:
             _odd(a, r)
         else:
             _alu(a, r)
