@@ -130,3 +130,22 @@ def test_every_ending_flushes(tmp_path, mode, ending, after_line, extra, status)
     assert s["end"] == ending
     if ending != "timeout":
         assert s["serial_bytes"] == 3000 * 5
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_signal_during_start_up_is_quiet(tmp_path, sig, status):
+    """A stop while pykvmm is still loading or building the VM: the same status as during the
+    run, no traceback, and the output file holds exactly what the guest wrote (maybe nothing)."""
+    guest = _guest(tmp_path)
+    for delay in (0.15, 0.25, 0.35, 0.45):
+        p = subprocess.Popen(_args(tmp_path, guest, "fig5"), cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        time.sleep(delay)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == status, (delay, err)
+        assert b"Traceback" not in err, (delay, err)
+        serial = tmp_path / "serial.txt"
+        if serial.exists():
+            assert serial.read_bytes() == expected(len(serial.read_bytes()))
