@@ -73,10 +73,11 @@ class Fig5Entry:
     the block size in bytes (0 for a singular site, whose digest covers the bytes the scan read,
     so a changed site is noticed)."""
 
-    __slots__ = ("digest", "size", "nbytes")
+    __slots__ = ("digest", "size", "nbytes", "unchecked")
 
     def __init__(self, digest: bytes, size: int, nbytes: int):
         self.digest, self.size, self.nbytes = digest, size, nbytes
+        self.unchecked = 0  # singular hits since the digest was last checked
 
     @property
     def singular(self) -> bool:
