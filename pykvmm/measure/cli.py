@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="write no plots")
     p.add_argument("--plot-format", choices=["png", "svg"], default="png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--render", metavar="RESULTS.json",
+                   help="run nothing: write table.md and the plots again from a results.json")
     return p
 
 
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--qemu-guests {g} is not among the measured guests "
                                  f"({', '.join(guests)})")
         out_dir.mkdir(parents=True, exist_ok=True)
+        if args.render:
+            return _render(args, Path(args.render), head_extent, out_dir)
         return _sweep(args, guests, policies, extents, repeats, head_extent, headline,
                       qemu_guests, out_dir)
     except UsageError as e:
@@ -127,6 +131,31 @@ def main(argv: list[str] | None = None) -> int:
     except (KvmError, PykvmmError) as e:
         print(f"pykvmm.measure: {e}", file=sys.stderr)
         return STATUS_FAULT
+
+
+def _render(args, path: Path, head_extent, out_dir: Path) -> int:
+    try:
+        data = json.loads(path.read_text())
+        meta, rows, notes = data["meta"], data["summary"], data.get("notes", [])
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"--render {path}: not a pykvmm.measure results file ({e})") from None
+    mark_against_off(rows)
+    measured = list(dict.fromkeys(r["guest"] for r in rows))
+    headline = [g for g in (O._split(args.headline, "--headline") if args.headline
+                            else DEFAULT_HEADLINE) if g in measured] or measured
+    head = headline_rows(rows, headline, head_extent)
+    (out_dir / "table.md").write_text(document(meta, rows, head, notes))
+    print(markdown(head, HEADLINE_COLUMNS), end="")
+    written = [out_dir / "table.md"]
+    if not args.no_plot:
+        from .plot import PLOT_HINT, have_matplotlib, plot_all
+
+        if have_matplotlib():
+            written += plot_all(rows, out_dir, head_extent, args.plot_format)
+        else:
+            print(f"plots skipped: {PLOT_HINT}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
 
 
 def _sweep(args, guests, policies, extents, repeats, head_extent, headline, qemu_guests,

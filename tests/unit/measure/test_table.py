@@ -67,3 +67,11 @@ def test_qemu_row_and_document():
     doc = document(meta, rows, rows, ["QEMU baseline skipped: x"])
     assert doc.startswith("# Exit counts") and "io_exits` stays 0" in doc
     assert "* QEMU baseline skipped: x" in doc
+
+
+def test_time_dependent_output_is_not_called_a_mismatch():
+    off = summarize("t", "off", None, [_run(0.1, out="a"), _run(0.1, out="b")])
+    fig5 = summarize("t", "fig5", 10, [_run(0.1, out="c")])
+    mark_against_off([off, fig5])
+    assert fig5["same_output_as_off"] == "varies"
+    assert "varies (off too)" in markdown([off, fig5]) and "**NO**" not in markdown([off, fig5])
