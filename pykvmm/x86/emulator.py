@@ -38,7 +38,7 @@ MAX_BLOCK = 16
 # The decode cache and the block cache each hold at most this many (address, IP) keys by default
 # (``Emulator.cache_limit``, the command line's --decode-cache), least recently used dropped
 # first: a guest that generates endless distinct code must not grow host memory without bound.
-DEFAULT_CACHE_ENTRIES = 4096  # both caches full of random code: about 47 MiB (measured)
+DEFAULT_CACHE_ENTRIES = 4096  # both caches full of random code: about 29 MiB (measured)
 # Saved validated-code contexts, one per (CS base, lo, hi) range recently run (LRU).
 MAX_CONTEXTS = 64
 # Port IO does not end a block, but at most this many instructions may follow the block's last
