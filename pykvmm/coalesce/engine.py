@@ -45,6 +45,7 @@ OFF, FIG5, FIG6, FIG7, TRACE = "off", "fig5", "fig6", "fig7", "trace"
 POLICIES = (OFF, FIG5, FIG6, FIG7, TRACE)
 DEFAULT_POLICY = FIG5
 DEFAULT_EXTENT = 10
+AUTO_EXTENT = "auto"  # --extent auto: calibrated to this host (calibrate.py)
 MAX_EXTENT = 10_000
 # Per exit: at most this many emulated instructions (loops inside a block) and this much time.
 BLOCK_BUDGET = 4096
@@ -119,7 +120,7 @@ class CoalescingEngine:
         if policy not in POLICIES or policy == OFF:
             raise ValueError(f"policy must be one of {', '.join(POLICIES[1:])}, not {policy!r}")
         self.calibration = None
-        if extent == "auto":
+        if extent == AUTO_EXTENT:
             from .calibrate import calibrate
 
             self.calibration = calibrate(machine.kvm)
