@@ -188,9 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run this firmware image (64-256 KiB, e.g. /usr/share/seabios/bios.bin) "
                          "instead of pykvmm's own")
     p.add_argument("--coalesce", choices=[*POLICIES, KVM_RING], default=DEFAULT_POLICY,
-                   help="IO coalescing policy: the patent's Figure 5, 6 or 7 embodiment, off, or "
-                        "kvm-ring (KVM's own coalesced IO ring on the UARTs' THR, a baseline) "
-                        f"(default: {DEFAULT_POLICY})")
+                   help="IO coalescing policy: the patent's Figure 5, 6 or 7 embodiment; trace "
+                        "(emulate along the real control flow while IO keeps coming within the "
+                        "extent); off; or kvm-ring (KVM's own coalesced IO ring on the UARTs' THR, "
+                        f"a baseline) (default: {DEFAULT_POLICY})")
     p.add_argument("--extent", type=_extent, default=DEFAULT_EXTENT, metavar="N|auto",
                    help="instructions scanned after the trapping IO instruction; with trace, the "
                         "most instructions between two IOs; auto: calibrated to this host's exit "
@@ -199,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    dest="hash_mode",
                    help="fig5: hash the block with its address (default) or the block alone")
     p.add_argument("--literal", action="store_true",
-                   help="fig5: follow the patent's flow exactly (a site whose code changed stays "
-                        "single instead of being rescanned)")
+                   help="follow the patent's flow exactly: in fig5 a site whose code changed stays "
+                        "single instead of being rescanned, and no site is demoted for being "
+                        "unprofitable")
     p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
                    help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")
     p.add_argument("--decode-cache", type=_table_size, default=DEFAULT_CACHE_ENTRIES, metavar="N",
