@@ -153,54 +153,7 @@ finish:
     jmp .halt
 
 
-; puthex16: AX as four hex digits.  Preserves AX.
-puthex16:
-    xchg al, ah
-    call puthex
-    xchg al, ah
-; puthex: AL as two hex digits.  Preserves AX.
-puthex:
-    push ax
-    shr al, 4
-    call .nibble
-    pop ax
-    push ax
-    call .nibble
-    pop ax
-    ret
-.nibble:
-    and al, 0x0F
-    add al, '0'
-    cmp al, '9'
-    jbe putc
-    add al, 'A' - '9' - 1
-; putc: AL to COM1, polling LSR.THRE.  Preserves every register.
-putc:
-    push dx
-    push ax
-    mov dx, COM1 + LSR
-.poll:
-    in al, dx
-    test al, LSR_THRE
-    jz .poll
-    pop ax
-    mov dl, (COM1 + THR) & 0xFF
-    out dx, al
-    pop dx
-    ret
-
-; print: the NUL-terminated string at DS:SI.  Leaves SI past the NUL.
-print:
-    push ax
-.next:
-    lodsb
-    test al, al
-    jz .done
-    call putc
-    jmp .next
-.done:
-    pop ax
-    ret
+%include "lib/serial.inc"
 
 ALL6   equ 0x08D5       ; OF SF ZF AF PF CF
 ROT    equ 0x00D5       ; SF ZF AF PF CF
