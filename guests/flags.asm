@@ -33,37 +33,10 @@
 bits 16
 org 0x7C00
 
-COM1       equ 0x3F8
-THR        equ 0        ; transmit holding register (DLAB=0)
-DLL        equ 0        ; divisor latch low (DLAB=1)
-LCR        equ 3
-LSR        equ 5
-SCR        equ 7        ; scratch register: the chip stores it and never uses it
-LSR_THRE   equ 0x20     ; transmit holding register empty
-DEBUG_EXIT equ 0xF4
+%include "lib/boot.inc"
 
 start:
-    cli
-    xor ax, ax
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov sp, 0x7C00
-    cld
-
-    ; COM1: 115200 8N1 (DLAB on, divisor 1, DLAB off with 8 data bits).
-    mov dx, COM1 + LCR
-    mov al, 0x80
-    out dx, al
-    mov dl, (COM1 + DLL) & 0xFF
-    mov al, 1
-    out dx, al
-    inc dx                  ; DLM
-    xor al, al
-    out dx, al
-    mov dl, (COM1 + LCR) & 0xFF
-    mov al, 0x03
-    out dx, al
+    BOOT_COM1
 
 VECTOR_SIZE equ 6       ; a, b, count byte, carry byte
 BUF        equ 0x0600   ; the records: result, FLAGS for every step of every vector
