@@ -7,7 +7,7 @@
 ; own segments, stack and IF.
 ;
 ; The polled loop is the classic one for every byte (IN from LSR, test THRE, JZ back, then OUT to
-; THR), unrolled eight times, so that in address order each THR write is followed within a few
+; THR), unrolled sixteen times, so that in address order each THR write is followed within a few
 ; instructions by the next LSR read and THR write with no backward branch in between: a coalescing
 ; engine that traps on one OUT finds the next IN and OUT inside its extent (10 instructions).
 
@@ -110,11 +110,11 @@ start:
 
 ; print: send the 64-byte line at ds:si to COM1, each byte after polling LSR.THRE.
 print:
-    mov cx, LINE_LEN / 8
+    mov cx, LINE_LEN / 16
     mov dh, COM1 >> 8
-.eight:
+.sixteen:
 %assign k 0
-%rep 8
+%rep 16
 .poll %+ k:
     mov dl, (COM1 + LSR) & 0xFF
     in al, dx
@@ -125,7 +125,8 @@ print:
     out dx, al
 %assign k k + 1
 %endrep
-    loop .eight
+    dec cx
+    jnz .sixteen            ; a near jump: the loop body is longer than LOOP can reach
     ret
 
 banner: db "pykvmm uart_spin: 1040 lines of 64 bytes through a polled 16550", 10  ; 64 bytes
