@@ -16,13 +16,12 @@ import ctypes
 import errno
 import mmap
 import os
-import signal
 import struct
 
 from ..errors import KvmError
 from . import exits as X
 from . import ioctls as K
-from ._libc import call, ioctl, libc
+from ._libc import call, ioctl
 from .structs import (RUN_EXIT_REASON, RUN_IMMEDIATE_EXIT, RUN_U, KvmGuestDebug, KvmInterrupt,
                       KvmRegs, KvmRun, KvmSregs, KvmTranslation, KvmVcpuEvents)
 
@@ -206,4 +205,4 @@ class Vcpu:
         self.fd = -1
 
 
-__all__ = ["Vcpu", "libc", "signal"]
+__all__ = ["Vcpu"]

@@ -59,7 +59,6 @@ class Kicker:
         self._deadline: int | None = None  # monotonic ns
         self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sig_r, self._sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.deadline_passed = False
         self.signals: list[int] = []
         self.kicks = 0
         # Set by every kick, cleared by the vCPU thread when it has handled kicks (_after_kick):
@@ -153,6 +152,5 @@ class Kicker:
                 due = deadline is not None and time.monotonic_ns() >= deadline
                 if due:
                     self._deadline = None
-                    self.deadline_passed = True
             if due:
                 self.kick()

@@ -473,7 +473,6 @@ class Machine:
         for signum in kicker.take_signals():
             if signum in (signal.SIGINT, signal.SIGTERM):
                 self._on_signal(signum, None)
-        kicker.deadline_passed = False
         if self._timeout_at is not None and time.monotonic_ns() >= self._timeout_at:
             self.request_stop(END_TIMEOUT, STATUS_TIMEOUT, "timeout")
             return
@@ -572,10 +571,11 @@ class Machine:
         regs = self.final_regs()
         code = None
         try:
-            if not regs.get("cr0", 0) & 1 or True:
-                linear = (self.vcpu.sync.sregs.cs.base + regs["rip"]) & 0xFFFFFFFF
-                if 0 <= linear < self.mem.size:
-                    code = bytes(self.mem.ram[linear:min(linear + 16, self.mem.size)])
+            # CS base + RIP is the linear address in every mode; without paging (pykvmm never
+            # enables it) that is the physical address of the faulting bytes.
+            linear = (self.vcpu.sync.sregs.cs.base + regs["rip"]) & 0xFFFFFFFF
+            if 0 <= linear < self.mem.size:
+                code = bytes(self.mem.ram[linear:min(linear + 16, self.mem.size)])
         except Exception:  # the report must never fail
             code = None
         self.request_stop(end, STATUS_FAULT, fault_report(why, regs, code))
@@ -644,4 +644,4 @@ class Machine:
         self.close()
 
 
-__all__ = ["Machine", "MachineConfig", "RunResult", "ctypes", "os"]
+__all__ = ["Machine", "MachineConfig", "RunResult"]
