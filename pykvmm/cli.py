@@ -100,7 +100,21 @@ def _run_many(args, image: bytes, config: MachineConfig) -> int:
     if args.coalesce not in (OFF, KVM_RING):
         kw = dict(extent=args.extent, hash_mode=args.hash_mode, literal=args.literal,
                   table_size=args.table_size)
-    runs = run_vms(image, args.vms, config, args.coalesce, timeout=args.timeout, **kw)
+    logs: list[IoLog] = []
+
+    def attach_log(i: int, m: Machine) -> None:
+        if args.io_log:  # one log per VM, like the serial files: PATH.vmN
+            log = IoLog(f"{args.io_log}.vm{i}")
+            logs.append(log)
+            log.attach(m)
+
+    try:
+        runs = run_vms(image, args.vms, config, args.coalesce, timeout=args.timeout,
+                       setup=attach_log, **kw)
+    except BaseException:
+        for log in logs:
+            log.close()
+        raise
     try:
         per_vm = []
         status = 0
@@ -127,6 +141,8 @@ def _run_many(args, image: bytes, config: MachineConfig) -> int:
                     f.write("\n")
         return status
     finally:
+        for log in logs:
+            log.close()
         for m, _ in runs:
             m.close()
 
@@ -213,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "space (pio/mmio), port or address, r/w, size, value")
     p.add_argument("--vms", type=_vm_count, default=1, metavar="N",
                    help="run N copies of the guest at once, one vCPU thread each, sharing the block "
-                        "table (fig5, fig6); serial lines are prefixed vmN| or go to PATH.vmN")
+                        "table (fig5, fig6); serial lines are prefixed vmN| or go to PATH.vmN, "
+                        "and --io-log goes to PATH.vmN")
     p.add_argument("--exit-code", choices=["plain", "qemu"], default="plain",
                    help="plain: status v; qemu: (v << 1) | 1, as QEMU's isa-debug-exit")
     return p

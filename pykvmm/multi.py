@@ -68,9 +68,10 @@ def serial_spec_for(spec: str, index: int) -> str:
 
 
 def run_vms(image: bytes, count: int, config: MachineConfig, policy: str = OFF, timeout=None,
-            share: bool = True, **engine_kw) -> list[tuple[Machine, RunResult]]:
+            share: bool = True, setup=None, **engine_kw) -> list[tuple[Machine, RunResult]]:
     """Run ``count`` copies of the guest at once; returns (machine, result) per VM, machines still
-    open (the caller closes them)."""
+    open (the caller closes them).  ``setup(index, machine)``, if given, runs for each machine
+    before any VM starts (the CLI attaches per-VM IO logs there)."""
     import os
     import sys
 
@@ -94,6 +95,8 @@ def run_vms(image: bytes, count: int, config: MachineConfig, policy: str = OFF, 
             if policy not in (OFF, "kvm-ring"):
                 m.engine = CoalescingEngine(m, policy, vm_id=i, tables=table, **engine_kw)
             machines.append(m)
+            if setup is not None:
+                setup(i, m)
     except BaseException:
         for m in machines:
             m.close()

@@ -75,3 +75,14 @@ def test_vms_on_stdout_prefix_every_line():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split(b"\n")[:-1]
     assert sorted(lines) == [b"vm0| Hello from the BIOS: INT 10h AH=0Eh\r", b"vm1| Hello from the BIOS: INT 10h AH=0Eh\r"]
+
+
+def test_vms_io_log_goes_to_one_file_per_vm(tmp_path):
+    log = tmp_path / "io"
+    r = pykvmm("--vms", "2", str(GUESTS / "bios_hello.bin"), "--serial", "null", "--io-log", str(log))
+    assert r.returncode == 0, r.stderr
+    single = tmp_path / "single"
+    assert pykvmm(str(GUESTS / "bios_hello.bin"), "--serial", "null", "--io-log", str(single)).returncode == 0
+    expected = single.read_text()
+    assert expected and (tmp_path / "io.vm0").read_text() == expected
+    assert (tmp_path / "io.vm1").read_text() == expected
