@@ -152,20 +152,7 @@ read_fields:
     loop .one
     ret
 
-; putc: AL to COM1, polling LSR.THRE.  Preserves everything.
-putc:
-    push dx
-    push ax
-    mov dx, COM1 + LSR
-.poll:
-    in al, dx
-    test al, LSR_THRE
-    jz .poll
-    pop ax
-    mov dl, COM1 & 0xFF
-    out dx, al
-    pop dx
-    ret
+%include "lib/putc.inc"
 
 ; Register, then the character printed after it (0: none): "CCYY-MM-DD HH:MM:SS\n".
 fields:

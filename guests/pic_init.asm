@@ -281,20 +281,7 @@ puthex:
     cmp al, '9'
     jbe putc
     add al, 'A' - '9' - 1
-; putc: AL to COM1, polling LSR.THRE.  Preserves everything.
-putc:
-    push dx
-    push ax
-    mov dx, COM1 + LSR
-.poll:
-    in al, dx
-    test al, LSR_THRE
-    jz .poll
-    pop ax
-    mov dl, COM1 & 0xFF
-    out dx, al
-    pop dx
-    ret
+%include "lib/putc.inc"
 
 print:
     lodsb

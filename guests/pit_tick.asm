@@ -184,19 +184,7 @@ print:
 .done:
     ret
 
-putc:
-    push dx
-    push ax
-    mov dx, COM1 + LSR
-.poll:
-    in al, dx
-    test al, LSR_THRE
-    jz .poll
-    pop ax
-    mov dl, COM1 & 0xFF
-    out dx, al
-    pop dx
-    ret
+%include "lib/putc.inc"
 
 msg_head: db "pit_tick: ", 0
 msg_tail: db " ticks in one RTC second", 10, 0
