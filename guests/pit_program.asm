@@ -66,22 +66,7 @@ finish:
     hlt
     jmp .halt
 
-; report: print AL and a space; if AL differs from BL and no mismatch was seen yet, BP = BH.
-report:
-    call puthex
-    push ax
-    mov al, ' '
-    call putc
-    pop ax
-    cmp al, bl
-    je .ok
-    test bp, bp
-    jnz .ok
-    mov al, bh
-    cbw
-    mov bp, ax
-.ok:
-    ret
+%include "lib/report.inc"
 
 
 %include "lib/serial.inc"
