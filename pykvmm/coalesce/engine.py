@@ -182,24 +182,21 @@ class CoalescingEngine:
         building the exit value (about 0.5 us here).  An OUT at a demoted site, the commonest
         case where coalescing cannot help, is settled here with one unpack and a dict lookup."""
         if is_out and self._out_direct and not self.page[RUN_IMMEDIATE_EXIT]:
-            rip, cs_base = _RIP_AND_CS_BASE.unpack_from(self.page, _RIP_OFF)
-            demotion = self.demotion
-            if demotion is not None:
-                d = demotion.get(cs_base + rip)
-                if d is not None and d[1] > 0:
-                    d[1] -= 1
-                    self.demoted += 1
-                    return
+            if not self._skip_site(self._exit_site()):
+                self._coalesce(PIO_OUT, port, site_checked=True)
+            return
         self._coalesce(PIO_OUT if is_out else PIO_IN, port)
 
-    def _coalesce(self, kind: str, port: int) -> None:
+    def _coalesce(self, kind: str, port: int, site_checked: bool = False) -> None:
         if self.page[RUN_IMMEDIATE_EXIT]:
             self._stop(KICK_PENDING)  # a device deadline or a signal is waiting: no emulation
             return
         how = self.protocol[kind]
-        if how == P.DIRECT and self._skip_site(self._exit_site()):
-            return
-        if how != P.DIRECT:
+        if how == P.DIRECT:
+            # RIP is already past the trap: the site is known before reading any register.
+            if not site_checked and self._skip_site(self._exit_site()):
+                return
+        else:
             if how == P.UNSAFE:
                 self._stop(PROTOCOL)
                 return
@@ -230,13 +227,9 @@ class CoalescingEngine:
             if nxt.is_pio and nxt.is_string and s[EDX] & 0xFFFF == port:
                 self._stop(REP_PENDING)  # RIP still on a REP INS/OUTS with iterations left
                 return
+        if how != P.DIRECT and self._skip_site(site):
+            return  # the site of a completed access, now known
         demotion = self.demotion
-        if demotion is not None:
-            d = demotion.get(site)
-            if d is not None and d[1] > 0:
-                d[1] -= 1
-                self.demoted += 1
-                return
         if self._decide is None:  # trace: follow the real control flow, extent slides along
             lo, hi, window = 0, 0x10000, self.extent
         else:
