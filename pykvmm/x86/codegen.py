@@ -108,6 +108,7 @@ class Gen:
         self.zf_r = False   # ZF == (local r == 0) after this instruction
         self.jcc = -1       # condition code of a Jcc (for fusion with the flag producer)
         self.jcc_ips = (0, 0)
+        self.target = -1    # a direct jump's (Jcc, LOOPcc, JCXZ, JMP) target IP, if in the segment
 
     def flags(self, parts: list[tuple[int, str]]) -> None:
         """Emit the status-flag update as (flag bits, expression) parts, so that the block
@@ -323,28 +324,59 @@ def gen_insn(ins: Insn) -> Gen:
         # F2/F3 select other instructions on non-string opcodes (PAUSE, TZCNT, LZCNT, SSE).
         raise Unsupported(stops.UNSUPPORTED, "REP prefix on a non-string instruction")
     _body(g, ins)
-    if g.writes or ins.is_string:
-        g.term = True  # memory writes (possible self-modification) and string ops end blocks
+    if ins.is_string and ins.rep:
+        g.term = True  # a REP string instruction repeats at its own IP: it ends a block
+    # A memory write no longer ends a block: its fast path (RAM outside the code fetched in this
+    # run) cannot modify code, and the slow path flags self-modifying code in ``stopq``, which
+    # the block checks right after the write (see assemble).
     return g
+
+
+# A compiled unit's return value packs three counts (see retcode); one call runs at most
+# ROOM_MAX instructions, so each fits its field.
+RC_SHIFT = 16
+ROOM_MAX = (1 << RC_SHIFT) - 1
+RC_IO = 1 << RC_SHIFT  # a return value at least this did IO
 
 
 def retcode(k: int, nio: int, last: int) -> int:
     """What a compiled unit returns: k instructions completed, nio of them did IO, the last IO
-    was instruction number ``last`` (1-based; 0: none).  Below 32 exactly when nio is 0, so the
-    run loop decodes only after IO."""
-    return k | nio << 5 | last << 10
+    was instruction number ``last`` (1-based; 0: none).  Below RC_IO exactly when nio is 0, so
+    the run loop decodes only after IO."""
+    return k | nio << RC_SHIFT | last << (2 * RC_SHIFT)
 
 
-def assemble(gens: list[Gen]) -> str:
+def _rc(loop: bool, body_io: bool, k: int, nio: int, last: int) -> str:
+    """retcode(...) as source: a constant, or in a loop an expression over the counts of the
+    iterations already done (``done`` instructions, ``ios`` IO, the last at ``lst``)."""
+    if not loop:
+        return str(retcode(k, nio, last))
+    if not body_io:
+        return f"done + {k}"
+    if nio:
+        return f"(done + {k}) | (ios + {nio}) << {RC_SHIFT} | (done + {last}) << {2 * RC_SHIFT}"
+    return f"(done + {k}) | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}"
+
+
+def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     """The source of ``def f()`` running ``gens`` in order (one instruction or a basic block),
     returning ``retcode(...)``.  IP is stored only where it matters: before an instruction that
     may refuse (so a refusal leaves IP on it), on an early exit right after an MMIO access, and
-    at the end.  A refusal records in ``Refuse.done`` how many instructions had completed."""
+    at the end.  A refusal records in ``Refuse.done`` how many instructions had completed, and
+    in ``Refuse.ios`` how many of them did IO.
+
+    With ``loop_ip`` (the block's first IP), a block whose last instruction sends IP back to
+    its start runs again inside the same call, as long as a whole further iteration fits in
+    ``room`` and nothing asked for a stop: a loop costs one dispatch per call instead of one
+    per iteration.  Every iteration is the same straight-line code, checked the same way, so
+    the results are those of dispatching the block again and again."""
     k = len(gens)
+    loop = loop_ip >= 0
+    body_io = any(g.io or (g.memio and not g.io) for g in gens)
     # ``room``: instructions left before the run's next limit; a block longer than that
     # declines with 0 (the run loop then dispatches its first instruction alone).
     out = ["def f(room=16, s=s, ram=ram):"]
-    if k > 1:
+    if k > 1 or loop:
         out.append(f"    if room < {k}: return 0")
     # Dead status flags: walking backwards, a flag line is dropped when every flag it writes
     # is overwritten later in the block before anything reads it.  All flags are live at the
@@ -373,12 +405,20 @@ def assemble(gens: list[Gen]) -> str:
     ind = "    "
     if anymem:
         out.append(ind + "io[0] = 0")  # the slow path counts MMIO accesses here
-    if anyraise and k > 1:
+    if loop:
+        out.append(ind + ("done = ios = lst = 0" if body_io else "done = 0"))
+    trying = anyraise and (k > 1 or loop)
+    if trying:
         out.append(ind + "try:")
-        ind = "        "
+        ind += "    "
+    if loop:
+        out.append(ind + "while True:")
+        ind += "    "
     nio = last = 0
+    nio_at = []  # IO instructions completed before each instruction of the body
     dx = None  # DX's value when a MOV DX, imm16 earlier in the block set it
     for i, g in enumerate(gens):
+        nio_at.append(nio)
         if g.ins.op in (0xEC, 0xED, 0xEE, 0xEF) and dx is not None:
             g = _with_port(g, dx)
         prev = gens[i - 1] if i > 0 else None
@@ -397,7 +437,7 @@ def assemble(gens: list[Gen]) -> str:
                 out.append(f"{ind}s[8] = {t_:#x} if {cond} else {n_:#x}")
             else:
                 # a side exit: taken, the block ends here; not taken, it runs on
-                out.append(f"{ind}if {cond}: s[8] = {t_:#x}; return {retcode(i + 1, nio, last)}")
+                out.append(f"{ind}if {cond}: s[8] = {t_:#x}; return {_rc(loop, body_io, i + 1, nio, last)}")
             continue
         if i > 0 and g.raises:
             out.append(f"{ind}s[8] = {g.ins.ip:#x}")
@@ -407,13 +447,13 @@ def assemble(gens: list[Gen]) -> str:
                     continue
                 ln = flag_update(g.flag_parts, want[i])
             # a string instruction's early "return" (count already 0) completes i + 1 insns
-            out.append(ind + ln.replace("return", f"return {retcode(i + 1, nio, last)}"))
+            out.append(ind + ln.replace("return", f"return {_rc(loop, body_io, i + 1, nio, last)}"))
         if g.io:
             nio += 1
             last = i + 1
-            if i < k - 1:
+            if i < k - 1 or loop:
                 # the device may have asked the emulator to stop (Emulator.request_stop)
-                out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {retcode(i + 1, nio, last)}")
+                out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last)}")
         if g.ins.op == 0xBA and g.ins.osz == 16:
             dx = g.ins.imm
         elif any("s[2] =" in ln for ln in g.lines):  # every DX/DL/DH/EDX write has this form
@@ -422,16 +462,37 @@ def assemble(gens: list[Gen]) -> str:
             out.append(f"{ind}s[8] = {g.next:#x}")
         if g.memio and not g.io:
             # an MMIO access is IO: leave the block right after it, so IO is counted exactly
+            rc = _rc(loop, body_io, i + 1, nio + 1, i + 1)
             if g.falls and i < k - 1:
-                out.append(f"{ind}if io[0]: s[8] = {g.next:#x}; return {retcode(i + 1, nio + 1, i + 1)}")
+                out.append(f"{ind}if io[0]: s[8] = {g.next:#x}; return {rc}")
             else:
-                out.append(f"{ind}if io[0]: return {retcode(i + 1, nio + 1, i + 1)}")
-    out.append(f"{ind}return {retcode(k, nio, last)}")
+                out.append(f"{ind}if io[0]: return {rc}")
+        if g.writes and not g.io and (i < k - 1 or loop):
+            # the write reached code fetched in this run (self-modifying code: the slow path
+            # set stopq) or a device asked for a stop: leave right after the writing instruction
+            out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last)}")
+    if not loop:
+        out.append(f"{ind}return {retcode(k, nio, last)}")
+    else:
+        # the back edge: one more iteration when IP is back at the start and it fits in room
+        out.append(f"{ind}done += {k}")
+        if nio:
+            out.append(f"{ind}ios += {nio}; lst = done - {k - last}")
+        rc = f"done | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}" if body_io else "done"
+        out.append(f"{ind}if s[8] != {loop_ip:#x} or done + {k} > room: return {rc}")
     out = _forward_stores(out)
-    if anyraise and k > 1:
+    if trying:
         idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
+        ios_at = {gg.ins.ip: nio_at[i] for i, gg in enumerate(gens)}
         out.append("    except Refuse as r_:")
-        out.append(f"        r_.done = {idx!r}[s[8]]")
+        if loop:
+            out.append(f"        r_.done = done + {idx!r}[s[8]]")
+            if body_io:
+                out.append(f"        r_.ios = ios + {ios_at!r}[s[8]]")
+        else:
+            out.append(f"        r_.done = {idx!r}[s[8]]")
+            if nio:
+                out.append(f"        r_.ios = {ios_at!r}[s[8]]")
         out.append("        raise")
     return "\n".join(out) + "\n"
 
@@ -608,6 +669,7 @@ def _body(g: Gen, ins: Insn) -> None:
             g.setip(f"{nxt:#x}")
         else:
             g.setip(f"{target:#x} if {COND[op & 15]} else {nxt:#x}")
+            g.target = target
             g.jcc = op & 15
             g.jcc_ips = (target, nxt)
             g.term = False  # inside a block a Jcc becomes a side exit (see assemble)
@@ -628,6 +690,8 @@ def _body(g: Gen, ins: Insn) -> None:
         if op != 0xE3:
             g.wreg(asz, 1, "c")
         g.setip(f"{target:#x} if {cond} else {nxt:#x}")
+        if target <= 0xFFFF:
+            g.target = target
         return
     if op in (0xEB, 0xE9):
         if op == 0xEB:
@@ -635,6 +699,8 @@ def _body(g: Gen, ins: Insn) -> None:
         else:
             rel = ins.imm - (1 << osz) if ins.imm >> (osz - 1) else ins.imm
         g.jump(f"{(nxt + rel) & 0xFFFFFFFF:#x}", osz)
+        if (nxt + rel) & MASK[osz] <= 0xFFFF and ((nxt + rel) & 0xFFFFFFFF) <= 0xFFFF:
+            g.target = (nxt + rel) & 0xFFFF
         return
     if op == 0xE8:
         rel = ins.imm - (1 << osz) if ins.imm >> (osz - 1) else ins.imm
@@ -1100,9 +1166,9 @@ def _string(g: Gen, ins: Insn) -> None:
     am = MASK[asz]
     src_seg = ins.seg if ins.seg >= 0 else DS
     rep = ins.rep
-    g.falls = False
-    g.term = True
     if rep:
+        g.falls = False
+        g.term = True
         e(f"c = {idx_read(1, asz)}")
         e(f"if c == 0: s[8] = {nxt:#x}; return")
     # DF selects the direction (SDM MOVS: decrement when DF=1).
@@ -1159,5 +1225,3 @@ def _string(g: Gen, ins: Insn) -> None:
             e(f"s[8] = {ins.ip:#x} if c and {zf} else {nxt:#x}")
         else:
             e(f"s[8] = {ins.ip:#x} if c else {nxt:#x}")
-    else:
-        e(f"s[8] = {nxt:#x}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..machine.memory import RAM, ROM
 from . import alu, stops
-from .codegen import Unsupported, assemble, gen_insn
+from .codegen import RC_IO, RC_SHIFT, ROOM_MAX, Unsupported, assemble, gen_insn
 from .decoder import MAX_LEN, Insn, decode_bytes
 from .state import NSTATE, TF, CpuState
 from .stops import Refuse, Stop
@@ -322,9 +322,12 @@ class Emulator:
                 tail += 1
                 if tail >= MAX_TAIL:
                     break
-        if len(gens) < 2:
+        # A block whose last instruction jumps back to its start (a loop, a poll) iterates
+        # inside one call (see codegen.assemble); a one-instruction loop (LOOP $, JMP $) too.
+        loop_ip = ip if gens and gens[-1].target == ip else -1
+        if len(gens) < 2 and loop_ip < 0:
             return None
-        source = assemble(gens)
+        source = assemble(gens, loop_ip)
         fn = self._exec(source, f"<x86 block {ip:04x}-{at:04x}>")
         b = Block(lin, ip, at, bytes(ram[lin:cs_base + at]), fn, len(gens))
         if entries is None:
@@ -399,38 +402,40 @@ class Emulator:
         reason = ""
         detail = ""
         io_limit = io_window if io_window is not None else max_insns
-        limit = min(max_insns, io_limit)
+        # ``hard``: where the run must stop (the budget or the IO window), exactly: every
+        # compiled unit is told the room left before it and never runs past it.  ``limit``:
+        # the next count at which to look at the clock (every ``stride`` instructions with a
+        # deadline), or ``hard``; a unit may run past it, by at most ``stride`` instructions.
+        stride = ROOM_MAX
         if deadline_ns is not None:
             if time.monotonic_ns() >= deadline_ns:
                 return Stop(stops.DEADLINE)
-            limit = min(limit, _DEADLINE_STRIDE)
-        # Below ``soft`` any block fits before the limit and is called without a check; closer
-        # to the limit each block is told the room left and declines (returns 0) when it is
-        # longer, and its first instruction runs alone.  With an IO window shorter than a
-        # block's tail after IO, only single instructions are dispatched.
+            stride = _DEADLINE_STRIDE
+        hard = min(max_insns, io_limit)
+        check = stride
+        limit = min(hard, check)
+        # With an IO window shorter than a block's tail after IO, only single instructions
+        # are dispatched.
         blocks_ok = self.use_blocks and (io_window is None or io_window >= MAX_TAIL)
         if not blocks_ok:
             bget = sget
-        soft = limit - MAX_BLOCK
         try:
             while True:
-                if n < soft:
-                    room = MAX_BLOCK
-                else:
-                    if n >= limit:
-                        if n >= max_insns:
-                            reason = stops.BUDGET
-                            break
-                        if n >= io_limit:
-                            reason = stops.EXTENT
-                            break
-                        if time.monotonic_ns() >= deadline_ns:  # type: ignore[operator]
-                            reason = stops.DEADLINE
-                            break
-                        limit = min(max_insns, io_limit, n + _DEADLINE_STRIDE)
-                        soft = limit - MAX_BLOCK
-                        continue
-                    room = limit - n
+                if n >= limit:
+                    if n >= max_insns:
+                        reason = stops.BUDGET
+                        break
+                    if n >= io_limit:
+                        reason = stops.EXTENT
+                        break
+                    if deadline_ns is not None and time.monotonic_ns() >= deadline_ns:
+                        reason = stops.DEADLINE
+                        break
+                    check = n + stride
+                    limit = min(hard, check)
+                room = hard - n
+                if room > stride:
+                    room = stride
                 f = bget(s[8])
                 if f is None:
                     # -- the miss path: validate, compile, install ------------------------------
@@ -451,7 +456,7 @@ class Emulator:
                         end = lin + ins.length
                         # Cold code: when a block will run from here, the single-instruction
                         # function is compiled only if a block turns out impossible.
-                        if not (blocks_ok and n < soft):
+                        if not (blocks_ok and hard - n >= MAX_BLOCK):
                             single = live[ip] = ins.fn or self._single(ins)
                     else:
                         end = lin
@@ -483,23 +488,22 @@ class Emulator:
                         ins = self.lookup(cs_base, s[8])
                         g = live[s[8]] = ins.fn or self._single(ins)
                     r = g(room)
-                if r < 32:  # no IO (see codegen.retcode)
+                if r < RC_IO:  # no IO (see codegen.retcode)
                     n += r
                 else:
-                    ios += (r >> 5) & 31
+                    ios += (r >> RC_SHIFT) & ROOM_MAX
                     if io_window is not None:
-                        io_limit = n + (r >> 10) + io_window
-                        limit = min(max_insns, io_limit)
-                        if deadline_ns is not None:
-                            limit = min(limit, n + _DEADLINE_STRIDE)
-                        soft = limit - MAX_BLOCK
-                    n += r & 31
+                        io_limit = n + (r >> (2 * RC_SHIFT)) + io_window
+                        hard = min(max_insns, io_limit)
+                        limit = min(hard, check)
+                    n += r & ROOM_MAX
                     if stopq[0]:  # a device asked for a stop (see request_stop)
                         reason = stops.SMC if stopq[0] == 1 else stops.REQUESTED
                         break
         except Refuse as r_:
             reason, detail = r_.reason, r_.detail
             n += r_.done
+            ios += r_.ios
         finally:
             cpu.s[:] = s
             if stopq[0] == 1:

@@ -50,6 +50,7 @@ class Refuse(Exception):
     """Raised inside an instruction before any side effect; caught by the run loop only."""
 
     done = 0  # instructions of a compiled block completed before the refused one
+    ios = 0  # how many of those did IO
 
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(reason, detail)

@@ -157,3 +157,53 @@ def test_refusal_inside_a_block_counts_completed_instructions(flat):
     cpu = CpuState(ip=CODE)
     stop = emu.run(cpu, max_insns=100)
     assert (stop.reason, stop.insns, cpu.ip, cpu.ax) == (stops.FAULT, 2, CODE + 2, 2)
+
+
+def _both_ways(code: bytes, budget: int, window=None, **regs):
+    """Run ``code`` with blocks and one instruction per dispatch; return both trails."""
+    out = []
+    for use_blocks in (True, False):
+        mem, pio, emu = make(code)
+        emu.use_blocks = use_blocks
+        cpu = CpuState(ip=CODE, ds=DATA_SEG, es=DATA_SEG, ss=0x100, esp=0x8000, **regs)
+        trail = []
+        for _ in range(50):
+            stop = emu.run(cpu, max_insns=budget, io_window=window)
+            trail.append((stop.reason, stop.insns, stop.ios))
+            if stop.reason not in (stops.BUDGET, stops.SMC, stops.EXTENT):
+                break
+        out.append((trail, list(cpu.s), dict(pio.io_ops), bytes(mem.ram[0:0x20000])))
+    return out
+
+
+# l: in al, 0x80; stosb; add al, 3; cmp al, 0x40; jb skip; xor al, al; skip: loop l; hlt
+LOOP_WITH_IO = bytes.fromhex("e480" "aa" "0403" "3c40" "7202" "30c0" "e2f3" "f4")
+
+
+def test_loop_blocks_match_single_steps_at_every_budget():
+    """A loop compiled as one block iterates inside one call: stops, counts, device history,
+    memory and registers equal single steps for every budget and IO window."""
+    for budget in (1, 2, 6, 7, 13, 50, 4096):
+        for window in (None, 6, 7, 20):
+            a, b = _both_ways(LOOP_WITH_IO, budget, window, ecx=300, edi=0)
+            assert a == b, (budget, window)
+            if window is None and budget >= 50:
+                assert a[0][-1][0] == stops.HALT and a[1][1] == 0  # CX counted down to 0
+
+
+def test_a_loop_that_writes_its_own_code_stops_after_the_write():
+    # l: mov byte [cs:bx+l], 0x90 walks BX over the loop's bytes; inc bx; loop l; hlt
+    # (the write lands in the loop itself on the first pass: "smc" right after it)
+    code = bytes.fromhex("2ec687" + (CODE).to_bytes(2, "little").hex() + "90" "43" "e2f6" "f4")
+    a, b = _both_ways(code, 100, ecx=5, ebx=0)
+    assert a == b
+    assert a[0][0][:2] == (stops.SMC, 1)
+
+
+def test_a_refusal_in_a_later_iteration_counts_every_completed_instruction():
+    # l: inc ax; mov dx, [bx] (BX runs up to the segment limit: the word at 0xFFFF is #GP);
+    # add bx, 0x4000; loop l; hlt
+    code = bytes.fromhex("40" "8b17" "81c30040" "e2f7" "f4")
+    a, b = _both_ways(code, 1000, ecx=10, ebx=0x3FFF)
+    assert a == b
+    assert a[0][-1][0] == stops.FAULT and a[1][0] == 4  # three iterations and the INC completed
