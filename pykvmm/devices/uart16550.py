@@ -131,6 +131,9 @@ class Uart16550:
         if modem_inputs & ~MSR_STATUS_BITS:
             raise ValueError(f"modem_inputs must use only MSR bits 4-7 (0xf0), not {modem_inputs:#x}")
         self._sink = sink
+        # One transmitted byte: the sink's own byte method when it has one (pykvmm's Sink: no
+        # bytes object per byte on the polled-output hot path), else sink(bytes((value,))).
+        self._put = getattr(sink, "byte", None) or (lambda value: sink(bytes((value,))))
         self._irq = irq
         self._external_inputs = modem_inputs
         self.divisor = DEFAULT_DIVISOR
@@ -310,7 +313,7 @@ class Uart16550:
         if not self._irq_level and not self.ier & IER_ETBEI and not self.mcr & MCR_LOOP:
             # The polled-output hot path: with the THRE interrupt disabled and the line low,
             # neither edge below can happen, so only the byte moves.
-            self._sink(bytes((value,)))
+            self._put(value)
             self.tx_count += 1
             self._thr_pending = True
             return
@@ -321,7 +324,7 @@ class Uart16550:
             # DS 8.7: in loopback the transmitter shift register feeds the receiver directly.
             self._receive_byte(value)
         else:
-            self._sink(bytes((value,)))
+            self._put(value)
         self.tx_count += 1
         # ... and rises again once the byte has left THR, which here is at once.
         self._thr_pending = True

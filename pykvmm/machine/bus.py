@@ -150,6 +150,32 @@ class PortBus(_Bus):
             self._writers[port] = (device.write, port - base)  # type: ignore[attr-defined]
             self._readers[port] = (device.read, port - base)  # type: ignore[attr-defined]
 
+    def route(self, port: int, read: Callable[[int], int] | None = None,
+              write: Callable[[int, int], None] | None = None) -> None:
+        """Send byte reads and/or writes of one registered port to other callables (taking the
+        same offset and value as the device's own), e.g. a wrapper that only some registers
+        of a device need.  Counting and the IO log stay the bus's."""
+        if port not in self._readers:
+            raise BusError(f"pio port {port:#x} is not registered; register its device first")
+        if read is not None:
+            self._readers[port] = (read, self._readers[port][1])
+        if write is not None:
+            self._writers[port] = (write, self._writers[port][1])
+
+    def _read_byte(self, addr: int) -> int:
+        r = self._readers.get(addr)
+        if r is None:
+            self.unclaimed_reads[addr] = self.unclaimed_reads.get(addr, 0) + 1
+            return 0xFF
+        return r[0](r[1]) & 0xFF
+
+    def _write_byte(self, addr: int, value: int) -> None:
+        w = self._writers.get(addr)
+        if w is None:
+            self.unclaimed_writes[addr] = self.unclaimed_writes.get(addr, 0) + 1
+            return
+        w[0](w[1], value & 0xFF)
+
     @property
     def io_ops(self) -> dict[int, int]:  # type: ignore[override]
         return {port: n for port, n in enumerate(self.op_counts) if n}

@@ -34,6 +34,17 @@ class Sink:
         if len(self.buf) >= _BUFFER_LIMIT or (self._line_buffered and b"\n" in data):
             self.flush()
 
+    def byte(self, value: int) -> None:
+        """One byte (a UART's THR write): the same as ``self(bytes((value,)))``, without
+        building a bytes object for it."""
+        self.count += 1
+        if self.fd is None:
+            return
+        buf = self.buf
+        buf.append(value)
+        if len(buf) >= _BUFFER_LIMIT or (value == 10 and self._line_buffered):
+            self.flush()
+
     def flush(self) -> None:
         if self.fd is None or not self.buf:
             return

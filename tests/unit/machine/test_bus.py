@@ -105,3 +105,35 @@ def test_range_outside_the_space_is_refused():
         PortBus().register(0xFFFF, 2, Regs(), "wraps")
     with pytest.raises(BusError):
         PortBus().register(0x10, 0, Regs(), "empty")
+
+
+class _Regs:
+    def __init__(self) -> None:
+        self.regs = [0] * 4
+
+    def read(self, off: int) -> int:
+        return self.regs[off]
+
+    def write(self, off: int, value: int) -> None:
+        self.regs[off] = value
+
+
+def test_route_sends_one_port_elsewhere_for_byte_and_wide_accesses():
+    bus = PortBus()
+    dev = _Regs()
+    bus.register(0x100, 4, dev, "regs")
+    seen = []
+    bus.route(0x101, read=lambda off: seen.append(("r", off)) or 0xAB,
+              write=lambda off, v: seen.append(("w", off, v)))
+    bus.write(0x100, 2, 0x3412)          # a word: byte 0 to the device, byte 1 to the route
+    assert dev.regs[:2] == [0x12, 0] and seen == [("w", 1, 0x34)]
+    assert bus.read(0x100, 2) == 0xAB12  # the same split on reads
+    assert bus.read(0x101, 1) == 0xAB and seen[-1] == ("r", 1)
+    bus.write(0x102, 1, 7)               # other ports are untouched
+    assert dev.regs[2] == 7
+    assert bus.io_ops == {0x100: 2, 0x101: 1, 0x102: 1}  # counted by the bus as before
+
+
+def test_route_of_an_unregistered_port_is_refused():
+    with pytest.raises(BusError, match="not registered"):
+        PortBus().route(0x200, read=lambda off: 0)

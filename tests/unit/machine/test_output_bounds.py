@@ -23,6 +23,25 @@ def test_sink_buffer_stays_under_its_limit(tmp_path):
     assert data[:10] == b"0123456789"
 
 
+def test_sink_byte_method_buffers_like_a_bytes_write(tmp_path):
+    path = tmp_path / "out"
+    sink = sinks.open_sink(f"file:{path}")
+    peak = 0
+    for i in range(300_000):
+        if i % 2:
+            sink.byte(0x30 + i % 10)
+        else:
+            sink(bytes((0x30 + i % 10,)))
+        peak = max(peak, len(sink.buf))
+    assert peak <= sinks._BUFFER_LIMIT
+    sink.close()
+    data = path.read_bytes()
+    assert len(data) == 300_000 == sink.count and data[:10] == b"0123456789"
+    null = sinks.open_sink("null")
+    null.byte(65)
+    assert null.count == 1 and not null.buf
+
+
 def test_io_log_buffer_stays_under_its_limit(tmp_path):
     path = tmp_path / "io.log"
     log = iolog.IoLog(str(path))
