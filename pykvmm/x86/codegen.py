@@ -346,16 +346,43 @@ def retcode(k: int, nio: int, last: int) -> int:
     return k | nio << RC_SHIFT | last << (2 * RC_SHIFT)
 
 
-def _rc(loop: bool, body_io: bool, k: int, nio: int, last: int) -> str:
-    """retcode(...) as source: a constant, or in a loop an expression over the counts of the
-    iterations already done (``done`` instructions, ``ios`` IO, the last at ``lst``)."""
+def _rc(loop: bool, body_io: bool, k: int, nio: int, last: int, sk: bool = False) -> str:
+    """retcode(...) as source: a constant, or an expression over the counts of the loop
+    iterations already done (``done`` instructions, ``ios`` IO, the last at ``lst``) and over
+    ``sk``, the instructions skipped by forward jumps inside this pass (see assemble)."""
+    minus = " - sk" if sk else ""
     if not loop:
-        return str(retcode(k, nio, last))
+        return f"{retcode(k, nio, last)}{minus}"
     if not body_io:
-        return f"done + {k}"
+        return f"done + {k}{minus}"
     if nio:
-        return f"(done + {k}) | (ios + {nio}) << {RC_SHIFT} | (done + {last}) << {2 * RC_SHIFT}"
-    return f"(done + {k}) | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}"
+        return f"(done + {k}{minus}) | (ios + {nio}) << {RC_SHIFT} | (done + {last}) << {2 * RC_SHIFT}"
+    return f"(done + {k}{minus}) | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}"
+
+
+def _skips(gens: list[Gen]) -> dict[int, int]:
+    """Forward conditional jumps that can become ``if``/``else`` inside a block: Jcc number i
+    whose target is the start of instruction j > i + 1 of the same block -> j.  Taken, the
+    block goes on at j with instructions i+1 .. j-1 skipped; the counts after the join are
+    then smaller by ``sk`` (a local).  Kept simple so every count stays exact: regions do not
+    nest or overlap, no IO instruction comes after the first such jump (the IO counts and
+    the position of the last IO stay constants), and the block's last instruction is never
+    skipped."""
+    k = len(gens)
+    at = {g.ins.ip: i for i, g in enumerate(gens)}
+    out: dict[int, int] = {}
+    busy_until = -1
+    for i, g in enumerate(gens):
+        if i <= busy_until or g.jcc < 0 or i == k - 1:
+            continue
+        j = at.get(g.jcc_ips[0], -1)
+        if j <= i + 1 or j > k - 1:
+            continue
+        if any(gg.io for gg in gens[i:]):
+            continue
+        out[i] = j
+        busy_until = j - 1
+    return out
 
 
 def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
@@ -365,6 +392,10 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     at the end.  A refusal records in ``Refuse.done`` how many instructions had completed, and
     in ``Refuse.ios`` how many of them did IO.
 
+    A conditional jump is a side exit (taken: the block returns), or, when it jumps forward
+    to an instruction of the same block, an ``if``/``else`` over the instructions it skips
+    (see _skips).
+
     With ``loop_ip`` (the block's first IP), a block whose last instruction sends IP back to
     its start runs again inside the same call, as long as a whole further iteration fits in
     ``room`` and nothing asked for a stop: a loop costs one dispatch per call instead of one
@@ -373,6 +404,8 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     k = len(gens)
     loop = loop_ip >= 0
     body_io = any(g.io or (g.memio and not g.io) for g in gens)
+    skips = _skips(gens) if k > 2 else {}
+    joins = {j: i for i, j in skips.items()}
     # ``room``: instructions left before the run's next limit; a block longer than that
     # declines with 0 (the run loop then dispatches its first instruction alone).
     out = ["def f(room=16, s=s, ram=ram):"]
@@ -383,7 +416,8 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     # block's end and before any instruction that may refuse (a refusal must leave exact
     # state), so only stretches of non-refusing instructions lose flag computations.
     # A flag line is also narrowed to the flags that are live after it: bits it leaves stale
-    # are dead by construction.
+    # are dead by construction.  (A skip's jump is treated like a side exit: all flags are
+    # live before it, so both of its paths see exact flags.)
     drop = [False] * k
     want = [0] * k
     live = ALL_STATUS
@@ -414,14 +448,22 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     if loop:
         out.append(ind + "while True:")
         ind += "    "
+    if skips:
+        out.append(ind + "sk = 0")
+    base = ind
     nio = last = 0
+    sk = False  # past a join: counts subtract sk
     nio_at = []  # IO instructions completed before each instruction of the body
     dx = None  # DX's value when a MOV DX, imm16 earlier in the block set it
     for i, g in enumerate(gens):
+        if i in joins:
+            ind = base  # the join: both paths meet here
+            sk = True
+            dx = None
         nio_at.append(nio)
         if g.ins.op in (0xEC, 0xED, 0xEE, 0xEF) and dx is not None:
             g = _with_port(g, dx)
-        prev = gens[i - 1] if i > 0 else None
+        prev = gens[i - 1] if i > 0 and i not in joins else None
         if g.jcc >= 0:
             t_, n_ = g.jcc_ips
             if g.jcc in (4, 5) and prev is not None and prev.zf_r and want[i - 1] & 0x40:
@@ -435,9 +477,15 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
                 cond = COND[g.jcc]
             if i == k - 1:
                 out.append(f"{ind}s[8] = {t_:#x} if {cond} else {n_:#x}")
+            elif i in skips:
+                # taken: on at instruction skips[i]; not taken: the instructions in between
+                out.append(f"{ind}if {cond}: sk += {skips[i] - i - 1}")
+                out.append(f"{ind}else:")
+                ind += "    "
+                out.append(f"{ind}pass")
             else:
                 # a side exit: taken, the block ends here; not taken, it runs on
-                out.append(f"{ind}if {cond}: s[8] = {t_:#x}; return {_rc(loop, body_io, i + 1, nio, last)}")
+                out.append(f"{ind}if {cond}: s[8] = {t_:#x}; return {_rc(loop, body_io, i + 1, nio, last, sk)}")
             continue
         if i > 0 and g.raises:
             out.append(f"{ind}s[8] = {g.ins.ip:#x}")
@@ -447,13 +495,13 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
                     continue
                 ln = flag_update(g.flag_parts, want[i])
             # a string instruction's early "return" (count already 0) completes i + 1 insns
-            out.append(ind + ln.replace("return", f"return {_rc(loop, body_io, i + 1, nio, last)}"))
+            out.append(ind + ln.replace("return", f"return {_rc(loop, body_io, i + 1, nio, last, sk)}"))
         if g.io:
             nio += 1
             last = i + 1
             if i < k - 1 or loop:
                 # the device may have asked the emulator to stop (Emulator.request_stop)
-                out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last)}")
+                out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last, sk)}")
         if g.ins.op == 0xBA and g.ins.osz == 16:
             dx = g.ins.imm
         elif any("s[2] =" in ln for ln in g.lines):  # every DX/DL/DH/EDX write has this form
@@ -462,7 +510,11 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             out.append(f"{ind}s[8] = {g.next:#x}")
         if g.memio and not g.io:
             # an MMIO access is IO: leave the block right after it, so IO is counted exactly
-            rc = _rc(loop, body_io, i + 1, nio + 1, i + 1)
+            rc = _rc(loop, body_io, i + 1, nio + 1, i + 1, sk)
+            if sk:
+                # the position of this access, too, is after the join
+                rc = rc.replace(f"(done + {i + 1}) << {2 * RC_SHIFT}", f"(done + {i + 1} - sk) << {2 * RC_SHIFT}") \
+                    if loop else f"{rc} - (sk << {2 * RC_SHIFT})"
             if g.falls and i < k - 1:
                 out.append(f"{ind}if io[0]: s[8] = {g.next:#x}; return {rc}")
             else:
@@ -470,27 +522,29 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
         if g.writes and not g.io and (i < k - 1 or loop):
             # the write reached code fetched in this run (self-modifying code: the slow path
             # set stopq) or a device asked for a stop: leave right after the writing instruction
-            out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last)}")
+            out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last, sk)}")
     if not loop:
-        out.append(f"{ind}return {retcode(k, nio, last)}")
+        out.append(f"{ind}return {_rc(False, body_io, k, nio, last, sk)}")
     else:
         # the back edge: one more iteration when IP is back at the start and it fits in room
-        out.append(f"{ind}done += {k}")
+        out.append(f"{ind}done += {k}{' - sk' if sk else ''}")
         if nio:
-            out.append(f"{ind}ios += {nio}; lst = done - {k - last}")
+            # every IO instruction comes before any skip (see _skips): its place is fixed
+            out.append(f"{ind}ios += {nio}; lst = done - {k - last}{' + sk' if sk else ''}")
         rc = f"done | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}" if body_io else "done"
         out.append(f"{ind}if s[8] != {loop_ip:#x} or done + {k} > room: return {rc}")
     out = _forward_stores(out)
     if trying:
         idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
         ios_at = {gg.ins.ip: nio_at[i] for i, gg in enumerate(gens)}
+        sub = " - sk" if skips else ""
         out.append("    except Refuse as r_:")
         if loop:
-            out.append(f"        r_.done = done + {idx!r}[s[8]]")
+            out.append(f"        r_.done = done + {idx!r}[s[8]]{sub}")
             if body_io:
                 out.append(f"        r_.ios = ios + {ios_at!r}[s[8]]")
         else:
-            out.append(f"        r_.done = {idx!r}[s[8]]")
+            out.append(f"        r_.done = {idx!r}[s[8]]{sub}")
             if nio:
                 out.append(f"        r_.ios = {ios_at!r}[s[8]]")
         out.append("        raise")
@@ -508,8 +562,13 @@ def _forward_stores(lines: list[str]) -> list[str]:
     IP stores and exit checks may come between; they change neither."""
     out = []
     known: dict[str, str] = {}
+    indent = -1
     for ln in lines:
         body = ln.strip()
+        depth = len(ln) - len(ln.lstrip())
+        if depth != indent:  # entering or leaving an if/else of a skip: another path
+            known = {}
+            indent = depth
         m = _LOAD.match(ln)
         if m and m.group(3) in known:
             out.append(f"{m.group(1)}{m.group(2)} = {known[m.group(3)]}")

@@ -207,3 +207,25 @@ def test_a_refusal_in_a_later_iteration_counts_every_completed_instruction():
     a, b = _both_ways(code, 1000, ecx=10, ebx=0x3FFF)
     assert a == b
     assert a[0][-1][0] == stops.FAULT and a[1][0] == 4  # three iterations and the INC completed
+
+
+# The line-pattern loop of guests/uart_spin.asm: a forward JB over one instruction inside a
+# LOOP (p: add al, '!'; stosb; sub al, 0x20; cmp al, 94; jb n; xor al, al; n: loop p; hlt)
+PATTERN_LOOP = bytes.fromhex("0421" "aa" "2c20" "3c5e" "7202" "30c0" "e2f3" "f4")
+
+
+def test_forward_jumps_inside_a_loop_block_match_single_steps():
+    for budget in (1, 5, 6, 7, 30, 4096):
+        for al in (0, 40, 93):
+            a, b = _both_ways(PATTERN_LOOP, budget, None, ecx=200, eax=al, edi=0)
+            assert a == b, (budget, al)
+    assert a[0][-1][0] == stops.HALT
+
+
+def test_a_refusal_after_a_skip_counts_only_executed_instructions():
+    # l: cmp al, 0; jz s; inc ax; s: mov dx, [bx] (#GP at BX=0xFFFF); add bx, 0x4000; loop l
+    code = bytes.fromhex("3c00" "7401" "40" "8b17" "81c30040" "e2f2" "f4")
+    for al in (0, 1):
+        a, b = _both_ways(code, 1000, None, ecx=10, ebx=0x3FFF, eax=al)
+        assert a == b, al
+        assert a[0][-1][0] == stops.FAULT
