@@ -85,34 +85,6 @@ _CS_BASE_OFF = RUN_S + 144  # kvm_sregs.cs.base
 _RIP_AND_CS_BASE = struct.Struct("<Q8xQ")
 
 
-class _WatchedBus:
-    """The bus as the emulator sees it: after every IO operation, stop emulating if the machine
-    is stopping (debug-exit) or an interrupt became deliverable, so both happen at the same
-    instruction boundary as in native execution."""
-
-    __slots__ = ("_bus", "_machine", "emu", "claims")
-
-    def __init__(self, bus, machine):
-        self._bus = bus
-        self._machine = machine
-        self.emu = None
-        self.claims = getattr(bus, "claims", None)
-
-    def _check(self) -> None:
-        m = self._machine
-        if m._stop is not None or (m._intr and self.emu._s[FL] & IF):
-            self.emu.request_stop()
-
-    def read(self, addr: int, size: int) -> int:
-        v = self._bus.read(addr, size)
-        self._check()
-        return v
-
-    def write(self, addr: int, size: int, value: int) -> None:
-        self._bus.write(addr, size, value)
-        self._check()
-
-
 class CoalescingEngine:
     def __init__(self, machine, policy: str = DEFAULT_POLICY, extent: int = DEFAULT_EXTENT,
                  hash_mode: str = HASH_BLOCK_ADDRESS, literal: bool = False,
@@ -136,10 +108,11 @@ class CoalescingEngine:
         self.page = machine.vcpu.page
         self.protocol = P.probe(machine.kvm)
         self._out_direct = self.protocol[PIO_OUT] == P.DIRECT
-        pio = _WatchedBus(machine.pio, machine)
-        mmio = _WatchedBus(machine.mmio, machine)
-        self.emu = Emulator(machine.mem, pio, mmio)
-        pio.emu = mmio.emu = self.emu
+        self.emu = Emulator(machine.mem, machine.pio, machine.mmio)
+        # A debug-exit or an interrupt becoming deliverable during an emulated IO stops the
+        # emulation right after that instruction, as in native execution (the machine calls
+        # this from the device callback; nothing is polled per access).
+        machine.on_event = self._on_machine_event
         self.interpreter = InstructionInterpreter()
         self.scanner = ScanningUnit(self.emu, machine.mmio)
         self.hasher = HashingUnit(HASH_BLOCK if policy == FIG6 else hash_mode)
@@ -167,6 +140,11 @@ class CoalescingEngine:
         self.singular = self.table_hits = self.table_misses = self.hash_mismatches = 0
         self.invalidations = self.completions = 0
         self.stops: dict[str, int] = {}
+
+    def _on_machine_event(self) -> None:
+        m = self.machine
+        if m._stop is not None or (m._intr and self.emu._s[FL] & IF):
+            self.emu.request_stop()
 
     # -- the dispatcher ---------------------------------------------------------------------------
 

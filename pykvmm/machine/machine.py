@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..devices.a20 import FastA20
 from ..devices.cmos import Cmos
@@ -188,6 +189,10 @@ class Machine:
         self.vcpu = None
         self.exit_counts: dict[str, int] = {}
         self.engine = None  # the coalescing engine, attached by a higher layer
+        # Called (no arguments) when the CPU's INTR line rises or a stop is requested, so that a
+        # higher layer emulating guest code (the coalescing engine) can stop at the same
+        # instruction boundary as native execution would, without polling after every access.
+        self.on_event: Callable[[], None] | None = None
         self.ring = None  # KVM's coalesced IO ring (coalesced_ring.py), drained after every exit
         self._stop: tuple[str, int] | None = None
         self._stop_detail = ""
@@ -257,6 +262,8 @@ class Machine:
 
     def _on_intr(self, level: bool) -> None:
         self._intr = level
+        if level and self.on_event is not None:
+            self.on_event()
         if level and self._kicker is not None and self.vcpu is not None:
             self._kicker.wake.set()  # a HLT sleep ends; KVM_RUN is not kicked (exits come anyway)
 
@@ -301,6 +308,8 @@ class Machine:
         if self._stop is None:
             self._stop = (end, status)
             self._stop_detail = detail
+            if self.on_event is not None:
+                self.on_event()
 
     @property
     def stopping(self) -> bool:

@@ -31,7 +31,7 @@ def test_saved_program(path):
 def test_no_instruction_runs_after_debug_exit_inside_a_compiled_block():
     """Found by the fuzzer (2026-11-25).  The machine stops at the debug-exit OUT; natively
     nothing after it runs.  The engine stops emulation after an IO that ends the run
-    (_WatchedBus -> request_stop), but that takes effect only at the next dispatch, and since
+    (Machine.on_event -> request_stop), but that takes effect only at the next dispatch, and since
     port IO may sit inside a compiled basic block (x86 commit 17bbaeb) the rest of the block
     still runs: here the OUT of 'b' after the debug-exit reaches the UART under fig5 and fig7
     (and under trace the CLI after it moves RIP)."""
