@@ -139,16 +139,95 @@ class PortBus(_Bus):
     limit = 0x10000
 
     def __init__(self) -> None:
+        self._log: IoLogger | None = None
         super().__init__()
         self.op_counts = [0] * self.limit
         self._writers: dict[int, tuple] = {}
         self._readers: dict[int, tuple] = {}
+        # Per-port byte accessors for the emulator's compiled IN/OUT: ``byte_readers[port](port)``
+        # and ``byte_writers[port](port, value)`` do exactly what read(port, 1) and
+        # write(port, 1, value) do (count, log, route), one call and one list index instead of
+        # the general path's size test and dict lookup.  Unclaimed ports share one function.
+        self.byte_readers: list = []
+        self.byte_writers: list = []
+        self._build_byte_accessors()
+
+    @property
+    def log(self) -> IoLogger | None:  # type: ignore[override]
+        return self._log
+
+    @log.setter
+    def log(self, value: IoLogger | None) -> None:
+        self._log = value
+        if hasattr(self, "byte_readers"):
+            self._build_byte_accessors()  # the accessors log only when a log is set
+
+    def _build_byte_accessors(self) -> None:
+        counts = self.op_counts
+        ur, uw = self.unclaimed_reads, self.unclaimed_writes
+        log = self._log
+        if log is None:
+            def unclaimed_read(port: int) -> int:
+                counts[port] += 1
+                ur[port] = ur.get(port, 0) + 1
+                return 0xFF
+
+            def unclaimed_write(port: int, value: int) -> None:
+                counts[port] += 1
+                uw[port] = uw.get(port, 0) + 1
+        else:
+            def unclaimed_read(port: int) -> int:
+                counts[port] += 1
+                ur[port] = ur.get(port, 0) + 1
+                log("pio", port, False, 1, 0xFF)
+                return 0xFF
+
+            def unclaimed_write(port: int, value: int) -> None:
+                counts[port] += 1
+                log("pio", port, True, 1, value)
+                uw[port] = uw.get(port, 0) + 1
+        if self.byte_readers:  # rebuilt in place: compiled code holds these lists
+            self.byte_readers[:] = [unclaimed_read] * self.limit
+            self.byte_writers[:] = [unclaimed_write] * self.limit
+        else:
+            self.byte_readers = [unclaimed_read] * self.limit
+            self.byte_writers = [unclaimed_write] * self.limit
+        for port in self._readers:
+            self._set_byte_accessors(port)
+
+    def _set_byte_accessors(self, port: int) -> None:
+        counts = self.op_counts
+        log = self._log
+        rd, roff = self._readers[port]
+        wr, woff = self._writers[port]
+        if log is None:
+            def read(port: int) -> int:
+                counts[port] += 1
+                return rd(roff) & 0xFF
+
+            def write(port: int, value: int) -> None:
+                counts[port] += 1
+                wr(woff, value & 0xFF)
+        else:
+            def read(port: int) -> int:
+                counts[port] += 1
+                value = rd(roff) & 0xFF
+                log("pio", port, False, 1, value)
+                return value
+
+            def write(port: int, value: int) -> None:
+                counts[port] += 1
+                log("pio", port, True, 1, value)
+                wr(woff, value & 0xFF)
+        self.byte_readers[port] = read
+        self.byte_writers[port] = write
 
     def register(self, base: int, length: int, device: object, name: str = "") -> None:
         super().register(base, length, device, name)
         for port in range(base, base + length):
             self._writers[port] = (device.write, port - base)  # type: ignore[attr-defined]
             self._readers[port] = (device.read, port - base)  # type: ignore[attr-defined]
+            self._set_byte_accessors(port)
 
     def route(self, port: int, read: Callable[[int], int] | None = None,
               write: Callable[[int, int], None] | None = None) -> None:
@@ -161,6 +240,7 @@ class PortBus(_Bus):
             self._readers[port] = (read, self._readers[port][1])
         if write is not None:
             self._writers[port] = (write, self._writers[port][1])
+        self._set_byte_accessors(port)
 
     def _read_byte(self, addr: int) -> int:
         r = self._readers.get(addr)

@@ -142,6 +142,12 @@ class Emulator:
                 raise Refuse(stops.FAULT, f"block read at {a:#x}")
             return [int.from_bytes(ram[a + i * n:a + i * n + n], "little") for i in range(count)]
 
+        pio = self.pio
+        pr8 = getattr(pio, "byte_readers", None)
+        pw8 = getattr(pio, "byte_writers", None)
+        if pr8 is None or pw8 is None:  # another bus: the same calls through its read/write
+            pr8 = [lambda port: pio.read(port, 1)] * 0x10000
+            pw8 = [lambda port, value: pio.write(port, 1, value)] * 0x10000
         return {
             "s": self._s, "ram": ram, "io": io, "stopq": self._stopq, "cl": _NO_CODE, "ch": 0,
             "rb": lambda a: routed_read(a, 1), "rw": lambda a: routed_read(a, 2),
@@ -150,6 +156,7 @@ class Emulator:
             "wd": lambda a, v: routed_write(a, 4, v),
             "chk": chk, "wblk": wblk, "rblk": rblk, "ifb": int.from_bytes,
             "pio_read": self.pio.read, "pio_write": self.pio.write,
+            "pr8": pr8, "pw8": pw8,
             "Refuse": Refuse, "FAULT": stops.FAULT, "TRAP_FLAG": stops.TRAP_FLAG,
             "IRQ_WINDOW": stops.IRQ_WINDOW,
             "SZP8": alu.SZP8, "SZP16": alu.SZP16, "PAR": alu.PAR, "shift": alu.shift,

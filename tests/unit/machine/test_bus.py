@@ -137,3 +137,32 @@ def test_route_sends_one_port_elsewhere_for_byte_and_wide_accesses():
 def test_route_of_an_unregistered_port_is_refused():
     with pytest.raises(BusError, match="not registered"):
         PortBus().route(0x200, read=lambda off: 0)
+
+
+def test_byte_accessors_do_what_read_and_write_do_with_and_without_a_log():
+    """PortBus.byte_readers/byte_writers (the emulator's IN/OUT of one byte) must count, log,
+    route and treat unclaimed ports exactly like read(port, 1) and write(port, 1, v)."""
+    results = []
+    for accessors in (False, True):
+        for logged in (False, True):
+            bus = PortBus()
+            dev = _Regs()
+            bus.register(0x100, 4, dev, "regs")
+            bus.route(0x103, read=lambda off: 0x5A)
+            log = []
+            if logged:
+                bus.log = lambda *a: log.append(a)
+            trail = []
+            for port, value in ((0x100, 0x11), (0x101, 0x122), (0x103, 3), (0x200, 9)):
+                if accessors:
+                    bus.byte_writers[port](port, value)
+                    trail.append(bus.byte_readers[port](port))
+                else:
+                    bus.write(port, 1, value)
+                    trail.append(bus.read(port, 1))
+            results.append((trail, dev.regs, bus.io_ops, bus.unclaimed_reads, bus.unclaimed_writes, log))
+    assert results[0] == results[2] and results[1] == results[3]
+    trail, regs, ops, ur, uw, log = results[3]
+    assert trail == [0x11, 0x22, 0x5A, 0xFF] and regs == [0x11, 0x22, 0, 3]
+    assert ops == {0x100: 2, 0x101: 2, 0x103: 2, 0x200: 2} and ur == uw == {0x200: 1}
+    assert log[:2] == [("pio", 0x100, True, 1, 0x11), ("pio", 0x100, False, 1, 0x11)]
