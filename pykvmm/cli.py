@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from .coalesce.engine import DEFAULT_EXTENT, DEFAULT_POLICY, MAX_EXTENT, OFF, POLICIES, CoalescingEngine
+from .coalesce.engine import (AUTO_WARMUP, DEFAULT_EXTENT, DEFAULT_POLICY, MAX_EXTENT, MAX_WARMUP, OFF,
+                              POLICIES, CoalescingEngine)
 from .coalesce.hashing import DEFAULT_TABLE_SIZE, HASH_BLOCK, HASH_BLOCK_ADDRESS
 from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
@@ -73,6 +74,18 @@ def _extent(text: str) -> int | str:
     return value
 
 
+def _warmup(text: str) -> int | str:
+    if text == AUTO_WARMUP:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a whole number of exits, not {text!r}") from None
+    if not 0 <= value <= MAX_WARMUP:
+        raise argparse.ArgumentTypeError(f"must be auto or between 0 and {MAX_WARMUP}, not {value}")
+    return value
+
+
 def _table_size(text: str) -> int:
     try:
         value = int(text)
@@ -99,7 +112,7 @@ def _run_many(args, image: bytes, config: MachineConfig) -> int:
     kw = {}
     if args.coalesce not in (OFF, KVM_RING):
         kw = dict(extent=args.extent, hash_mode=args.hash_mode, literal=args.literal,
-                  table_size=args.table_size)
+                  table_size=args.table_size, warmup=args.warmup)
     logs: list[IoLog] = []
 
     def attach_log(i: int, m: Machine) -> None:
@@ -219,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="follow the patent's flow exactly: in fig5 a site whose code changed stays "
                         "single instead of being rescanned, and no site is demoted for being "
                         "unprofitable")
+    p.add_argument("--warmup", type=_warmup, default=AUTO_WARMUP, metavar="N|auto",
+                   help="exits a site takes natively before it is emulated: auto (default) decides "
+                        "per site by the price of compiling its code against a forecast of the exits "
+                        "emulating it would save, and demotes emulations that measure unprofitable; "
+                        "N: after N exits; 0: from the first sighting, as the patent's figures. "
+                        "--literal means 0")
     p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
                    help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")
     p.add_argument("--decode-cache", type=_table_size, default=DEFAULT_CACHE_ENTRIES, metavar="N",
@@ -276,7 +295,7 @@ def format_summary(stats: dict) -> str:
     if cal:
         lines.append(f"  calibration{' (cached)' if cal.get('cached') else ''}: exit {cal['exit_us']} us, "
                      f"native {cal['native_ns_per_insn']} ns/insn, emulated {cal['emulated_ns_per_insn']} "
-                     f"ns/insn -> extent {cal['extent']}")
+                     f"ns/insn, compile {cal.get('compile_us', '?')} us/block -> extent {cal['extent']}")
     return "\n".join(lines)
 
 
@@ -302,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.coalesce != OFF:
             machine.engine = CoalescingEngine(machine, args.coalesce, extent=args.extent,
                                               hash_mode=args.hash_mode, literal=args.literal,
-                                              table_size=args.table_size)
+                                              table_size=args.table_size, warmup=args.warmup)
             machine.engine.emu.cache_limit = args.decode_cache
         result = machine.run(timeout=args.timeout)
         if result.exit_status == STATUS_FAULT and result.detail:

@@ -141,7 +141,7 @@ def total_stats(per_vm: list[dict]) -> dict:
         total["io_ops"] += st["io_ops"]["total"]
         total["serial_bytes"] += st["serial_bytes"]
         for k, v in st["coalesce"].items():
-            if isinstance(v, int) and not isinstance(v, bool) and k != "extent":
+            if isinstance(v, int) and not isinstance(v, bool) and k not in ("extent", "warmup"):
                 total["coalesce"][k] = total["coalesce"].get(k, 0) + v
     return total
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Exit counts and wall time under each coalescing policy, for the issue's target workloads.
 
-    python scripts/bench_coalesce.py [--rounds 3] [--guests uart_spin,fig8,...] [--policies off,fig5]
+    python scripts/bench_coalesce.py [--rounds 3] [--guests uart_spin,fig8,...|all]
+                                     [--policies off,fig5] [--warmup auto|N] [--slower PCT]
 
 For each guest and policy it runs the guest R times in-process (serial output to a temporary file,
 pykvmm's firmware first) and prints IO exits, IO exits per printed byte, completion runs, and the
 median wall time of the run loop.  All policies of a guest are interleaved round by round so that
-host noise hits them alike.
+host noise hits them alike.  When ``off`` is among the policies, ``vs off`` is each policy's median
+wall time relative to off's, marked ``SLOWER`` beyond --slower percent; a last line lists those.
+``--guests all`` takes every guest image in guests/ except the interactive echo.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pykvmm.cli import read_firmware  # noqa: E402
-from pykvmm.coalesce.engine import CoalescingEngine  # noqa: E402
+from pykvmm.coalesce.engine import AUTO_WARMUP, CoalescingEngine  # noqa: E402
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
 
 
-def run_once(guest: Path, policy: str, extent: int, firmware: bool) -> dict:
+def run_once(guest: Path, policy: str, extent: int, firmware: bool,
+             warmup: int | str = AUTO_WARMUP) -> dict:
     fd, out = tempfile.mkstemp()
     os.close(fd)
     fw, kind = read_firmware(None) if firmware else (None, "builtin")
@@ -35,7 +39,7 @@ def run_once(guest: Path, policy: str, extent: int, firmware: bool) -> dict:
                                    serial_input=False)) as m:
             m.load_guest(guest.read_bytes())
             if policy != "off":
-                m.engine = CoalescingEngine(m, policy, extent=extent)
+                m.engine = CoalescingEngine(m, policy, extent=extent, warmup=warmup)
             r = m.run(timeout=300)
             st = m.stats(r)
         st["serial_len"] = Path(out).stat().st_size
@@ -51,12 +55,22 @@ def main() -> int:
     ap.add_argument("--policies", default="off,fig5,fig6,fig7")
     ap.add_argument("--extent", type=int, default=10)
     ap.add_argument("--no-firmware", action="store_true")
+    ap.add_argument("--warmup", default=AUTO_WARMUP, type=lambda t: t if t == AUTO_WARMUP else int(t),
+                    help="exits a site takes natively before it is emulated: auto (calibrated, "
+                         "the command line's default) or N (0: from the first sighting)")
+    ap.add_argument("--slower", type=float, default=5.0, metavar="PCT",
+                    help="mark policies whose median wall time exceeds off's by more than this")
     args = ap.parse_args()
-    print(f"extent {args.extent}, median of {args.rounds} rounds; exits.io counts port-IO exits, "
-          "exits.mmio MMIO exits")
+    print(f"extent {args.extent}, warmup {args.warmup}, median of {args.rounds} rounds; "
+          "exits.io counts port-IO exits, exits.mmio MMIO exits; load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'guest':14s} {'policy':6s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
-          f"{'io_ops':>8s} {'wall s':>8s} {'µs/byte':>8s}")
-    for name in args.guests.split(","):
+          f"{'io_ops':>8s} {'wall s':>8s} {'µs/byte':>8s} {'vs off':>7s}")
+    names = args.guests.split(",")
+    if names == ["all"]:
+        names = sorted(p.stem for p in (ROOT / "guests").glob("*.bin") if p.stem != "echo")
+    slower: list[str] = []
+    for name in names:
         guest = ROOT / "guests" / f"{name}.bin"
         if not guest.exists():
             print(f"{name:14s} (not built)")
@@ -66,7 +80,7 @@ def main() -> int:
         last: dict[str, dict] = {}
         for _ in range(args.rounds):
             for p in policies:
-                st = run_once(guest, p, args.extent, not args.no_firmware)
+                st = run_once(guest, p, args.extent, not args.no_firmware, args.warmup)
                 walls[p].append(st["wall_s"])
                 last[p] = st
         for p in policies:
@@ -77,8 +91,18 @@ def main() -> int:
             per = f"{exits / nbytes:9.3f}" if nbytes else f"{'-':>9s}"
             us = f"{wall / nbytes * 1e6:8.2f}" if nbytes else f"{'-':>8s}"
             comp = st["coalesce"].get("completions", 0)
+            rel = ""
+            if "off" in walls and p != "off":
+                pct = (wall / statistics.median(walls["off"]) - 1) * 100
+                rel = f"{pct:+6.1f}%"
+                if pct > args.slower:
+                    rel += " SLOWER"
+                    slower.append(f"{name}/{p} {pct:+.1f}%")
             print(f"{name:14s} {p:6s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
-                  f"{wall:8.3f} {us}")
+                  f"{wall:8.3f} {us} {rel}")
+    if "off" in args.policies.split(","):
+        print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none"))
+    print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
 

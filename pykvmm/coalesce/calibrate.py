@@ -9,6 +9,11 @@ The three costs are measured at start-up in a scratch VM (a few milliseconds) an
 (kernel release, CPU model, Python version) in ~/.cache/pykvmm/, since they do not change between
 runs of the same machine.  On this development host an exit costs about 7-8 us, KVM's in-kernel
 emulator about 0.41 us per real-mode instruction, and pykvmm's emulator about 0.1-0.5 us.
+
+A fourth figure prices cold code: the first emulation of a basic block decodes it (capstone),
+generates Python source and compiles it, several hundred microseconds here, the price of a hundred
+exits.  It is the warm-up's price of buying a site (see rental.py): a site is emulated only once
+the exits it would have saved add up to that much.  A cache file written before this figure existed lacks it and is measured again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from ..kvm._libc import ioctl
 
 MIN_EXTENT = 1
 MAX_EXTENT = 1000
+# The figures a usable cache file must hold (an older file without one is measured again).
+FIELDS = frozenset({"exit_us", "native_ns_per_insn", "emulated_ns_per_insn", "compile_us",
+                    "extent"})
 _LOOP = 4000  # instructions in the native and emulated loops
 _EXITS = 300
 _CODE = 0x1000
@@ -115,10 +123,40 @@ def _measure(kvm) -> dict:
         t = time.perf_counter()
         stop = emu.run(cpu, max_insns=_LOOP)
         emu_s = (time.perf_counter() - t) / max(1, stop.insns)
+        compile_s = _time_compile(mem, Emulator, CpuState)
     finally:
         mem.close()
     return {"exit_us": round(exit_s * 1e6, 3), "native_ns_per_insn": round(native_s * 1e9, 1),
-            "emulated_ns_per_insn": round(emu_s * 1e9, 1)}
+            "emulated_ns_per_insn": round(emu_s * 1e9, 1), "compile_us": round(compile_s * 1e6, 1)}
+
+
+# A UART polling loop, the commonest shape of a coalesced site: wait for THRE, write a byte, loop.
+#   l: mov dx, 0x3FD / in al, dx / test al, 0x20 / jz l / mov dx, 0x3F8 / mov al, bl / out dx, al
+#      inc bx / loop l / hlt
+_SITE_CODE = bytes([0xBA, 0xFD, 0x03, 0xEC, 0xA8, 0x20, 0x74, 0xF8, 0xBA, 0xF8, 0x03, 0x88, 0xD8,
+                    0xEE, 0x43, 0xE2, 0xF0, 0xF4])
+_COMPILE_COPIES = 3  # fresh emulators and fresh addresses: the median is kept
+
+
+def _time_compile(mem, Emulator, CpuState) -> float:
+    """Seconds of cold-code cost per compiled function: the first run of _SITE_CODE in a fresh
+    emulator (decode, source generation, compile) minus a second, warm run of the same, divided
+    by the functions the first run compiled."""
+    from ..machine.bus import MmioBus, PortBus
+
+    per: list[float] = []
+    for i in range(_COMPILE_COPIES):
+        at = _CODE + 0x100 * (i + 1)
+        mem.load(at, _SITE_CODE)
+        emu = Emulator(mem, PortBus(), MmioBus())
+        t = time.perf_counter()
+        emu.run(CpuState(ecx=8, ip=at), max_insns=200)
+        cold = time.perf_counter() - t
+        t = time.perf_counter()
+        emu.run(CpuState(ecx=8, ip=at), max_insns=200)
+        warm = time.perf_counter() - t
+        per.append(max(0.0, cold - warm) / max(1, emu.compiled))
+    return sorted(per)[len(per) // 2]
 
 
 def choose_extent(figures: dict) -> int:
@@ -136,7 +174,7 @@ def calibrate(kvm, use_cache: bool = True) -> dict:
     if use_cache:
         try:
             data = json.loads(path.read_text())
-            if {"exit_us", "native_ns_per_insn", "emulated_ns_per_insn", "extent"} <= set(data):
+            if FIELDS <= set(data):
                 data["cached"] = True
                 return data
         except (OSError, ValueError):

@@ -40,6 +40,7 @@ from .hashing import (DEFAULT_TABLE_SIZE, HASH_BLOCK, HASH_BLOCK_ADDRESS, Fig5En
 from .interpreter import PIO_IN, PIO_OUT, InstructionInterpreter
 from .ipupdate import InstructionPointerUpdate, load_state
 from .scanner import ScanningUnit
+from . import rental as R
 
 OFF, FIG5, FIG6, FIG7, TRACE = "off", "fig5", "fig6", "fig7", "trace"
 POLICIES = (OFF, FIG5, FIG6, FIG7, TRACE)
@@ -47,6 +48,13 @@ DEFAULT_POLICY = FIG5
 DEFAULT_EXTENT = 10
 AUTO_EXTENT = "auto"  # --extent auto: calibrated to this host (calibrate.py)
 MAX_EXTENT = 10_000
+# Warm-up (beyond the patent, see rental.py): with N > 0 a site is emulated only from its
+# (N + 1)-th exit on, its earlier exits left to native execution at the cost of a dict lookup;
+# "auto" decides per site by the ski-rental rule with a forecast of what emulating it would save;
+# 0 emulates from the first sighting, as the patent's figures do.  --literal always means 0.
+# With any warm-up, emulations are also judged by their measured cost (see _coalesce).
+AUTO_WARMUP = "auto"
+MAX_WARMUP = 1_000_000
 # Per exit: at most this many emulated instructions (loops inside a block) and this much time.
 BLOCK_BUDGET = 4096
 BLOCK_TIME_NS = 2_000_000
@@ -67,6 +75,11 @@ DEMOTE_FIRST = 16
 DEMOTE_MAX = 4096
 # Figure 5's singular memo is re-checked against the code every this many hits (see _singular_site).
 SINGULAR_RECHECK = 32
+# A site's state (field 4 of its demotion entry): warming up (watched, not yet bought); active
+# (emulated, unless demoted for its skip count); resting (its forecast said emulating would not
+# pay: native for its skip count, then watched afresh); singular (with warm-up, Figure 5's memo
+# said singular: native for the memo's re-check interval, then the memo is consulted again).
+WARMING, ACTIVE, RESTING, SINGULAR = 0, 1, 2, 3
 
 
 # First bytes an INS/OUTS instruction can start with: its opcodes (6C-6F) and the prefixes
@@ -76,6 +89,12 @@ _STRING_PIO_LEAD = frozenset((0x6C, 0x6D, 0x6E, 0x6F, 0xF3, 0xF2, 0x66, 0x67,
                               0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65))
 
 
+# Emulations ended from outside (a device deadline, the time budget, an interrupt or the end of
+# the run): with a warm-up they say nothing about the site and are not scored.
+_NOT_THE_SITES = frozenset((ST.DEADLINE, IO_STOP))
+# The length of an IN instruction without prefixes, by opcode: E4/E5 (imm8 port) 2 bytes,
+# EC/ED (port in DX) 1 byte.
+_IN_LENGTH = {0xE4: 2, 0xE5: 2, 0xEC: 1, 0xED: 1}
 _RFLAGS_RF = 1 << 16  # the resume flag
 _RIP = struct.Struct("<Q")
 _U64 = struct.Struct("<Q")
@@ -88,17 +107,44 @@ _RIP_AND_CS_BASE = struct.Struct("<Q8xQ")
 class CoalescingEngine:
     def __init__(self, machine, policy: str = DEFAULT_POLICY, extent: int = DEFAULT_EXTENT,
                  hash_mode: str = HASH_BLOCK_ADDRESS, literal: bool = False,
-                 table_size: int = DEFAULT_TABLE_SIZE, vm_id: int = 0, tables=None):
+                 table_size: int = DEFAULT_TABLE_SIZE, vm_id: int = 0, tables=None,
+                 warmup: int | str = 0):
         if policy not in POLICIES or policy == OFF:
             raise ValueError(f"policy must be one of {', '.join(POLICIES[1:])}, not {policy!r}")
+        if warmup != AUTO_WARMUP and (not isinstance(warmup, int) or isinstance(warmup, bool)
+                                      or not 0 <= warmup <= MAX_WARMUP):
+            raise ValueError(f"warmup must be auto or an integer from 0 to {MAX_WARMUP}, "
+                             f"not {warmup!r}")
+        if literal:
+            warmup = 0  # the patent's flow: every site is a candidate from its first exit
         self.calibration = None
-        if extent == AUTO_EXTENT:
+        if extent == AUTO_EXTENT or warmup:
             from .calibrate import calibrate
 
             self.calibration = calibrate(machine.kvm)
-            extent = self.calibration["extent"]
+            if extent == AUTO_EXTENT:
+                extent = self.calibration["extent"]
         if not isinstance(extent, int) or not 1 <= extent <= MAX_EXTENT:
             raise ValueError(f"extent must be a positive integer up to {MAX_EXTENT}, not {extent!r}")
+        self.warmup = warmup
+        self._forecast = warmup == AUTO_WARMUP
+        # What native execution costs (the costed rules, with warm-up only), and what this engine
+        # has measured buying a site and emulating a warm one cost (see rental.py).
+        cal = self.calibration or {}
+        self._exit_ns = int(cal.get("exit_us", 0) * 1000)
+        self._native_ns = int(cal.get("native_ns_per_insn", 0))
+        self._buy_ns = float(cal.get("compile_us", 0) * 1000)
+        self._overhead_ns = float(R.OVERHEAD_PRIOR_EXITS * self._exit_ns)
+        self._gap_ns = R.gap_ns(self._exit_ns, self._native_ns, extent)
+        self._reach = extent * R.INSN_BYTES
+        # The forecast (see _watch and _tick): the entry and site of the last exit when its site
+        # is watched, that exit's time, and how often recent exits had a follow-on.
+        self._prev: list | None = None
+        self._prev_site = self._last_exit = 0
+        self._recent = 0.0
+        # A visit's follow-ons: trace slides on; a figure's block holds at most about one IO
+        # per two instructions of its extent.
+        self._cap = R.CHAIN_CAP if policy == TRACE else max(1, extent // 2)
         self.machine = machine
         self.policy = policy
         self.extent = extent
@@ -108,6 +154,7 @@ class CoalescingEngine:
         self.page = machine.vcpu.page
         self.protocol = P.probe(machine.kvm)
         self._out_direct = self.protocol[PIO_OUT] == P.DIRECT
+        self._in_direct = self.protocol[PIO_IN] == P.DIRECT
         self.emu = Emulator(machine.mem, machine.pio, machine.mmio)
         # A debug-exit or an interrupt becoming deliverable during an emulated IO stops the
         # emulation right after that instruction, as in native execution (the machine calls
@@ -127,13 +174,21 @@ class CoalescingEngine:
             self.table = Fig7Table(table_size)
         else:
             self.table = None  # trace follows control flow; the emulator's cache validates code
-        # site -> [misses in a row, exits left to skip, next penalty, emulations]; None with
-        # --literal.
+        # site -> [misses in a row, exits left to skip, next penalty, emulations, state (WARMING,
+        # ACTIVE, RESTING), visits followed by a follow-on exit, visits observed, exits seen
+        # while watched]; None with --literal.
         self.demotion: OrderedDict | None = None if literal else OrderedDict()
         self.table_size = table_size
-        self.demoted = 0
+        self.demoted = self.warming = 0
+        # Exits skipped on the fast path (after_pio), by the state of their site.
+        self._skips = [0, 0, 0, 0]
+        self._dget = self.demotion.get if self.demotion is not None else {}.get
+        # Trapping address of an MMIO read -> the site after it (see _coalesce); None with
+        # --literal.
+        self._trap_site: dict | None = None if literal else {}
         self.cpu = CpuState()
         self.ram = machine.mem.ram
+        self._ram_len = len(self.ram)
         self._decide = {FIG5: self._fig5, FIG6: self._fig6, FIG7: self._fig7, TRACE: None}[policy]
         # stats
         self.scans = self.blocks_emulated = self.instructions_emulated = self.io_emulated = 0
@@ -159,13 +214,44 @@ class CoalescingEngine:
         """The run loop's fast path for port IO: the same as after_exit(IoOut/IoIn), without
         building the exit value (about 0.5 us here).  An OUT at a demoted site, the commonest
         case where coalescing cannot help, is settled here with one unpack and a dict lookup."""
-        if is_out and self._out_direct and not self.page[RUN_IMMEDIATE_EXIT]:
-            if not self._skip_site(self._exit_site()):
+        page = self.page
+        if is_out and self._out_direct and not page[RUN_IMMEDIATE_EXIT]:
+            rip, cs_base = _RIP_AND_CS_BASE.unpack_from(page, _RIP_OFF)
+            site = cs_base + rip
+            d = self._dget(site)
+            if d is not None and d[1] > 0 and d[4]:  # skipping, and not watched (WARMING = 0)
+                d[1] -= 1
+                self._skips[d[4]] += 1
+                if self._prev is not None:
+                    self._tick(site)
+                return
+            if not self._skip_site(site):
                 self._coalesce(PIO_OUT, port, site_checked=True)
             return
+        if not is_out and not page[RUN_IMMEDIATE_EXIT]:
+            # An IN at a demoted, resting or singular site: RIP is still on the IN here when it
+            # must be completed first, so the site is RIP plus the IN's length (see
+            # _singular_before_completion); settled with the same dict lookup as an OUT.
+            rip, cs_base = _RIP_AND_CS_BASE.unpack_from(page, _RIP_OFF)
+            at = cs_base + rip
+            if self._in_direct:
+                d = self._dget(at)
+            elif at < self._ram_len:
+                op = self.ram[at]
+                d = self._dget(at + _IN_LENGTH[op]) if op in _IN_LENGTH else None
+            else:
+                d = None
+            if d is not None and d[1] > 0 and d[4]:
+                d[1] -= 1
+                self._skips[d[4]] += 1
+                if self._prev is not None:
+                    self._tick(at)
+                return
         self._coalesce(PIO_OUT if is_out else PIO_IN, port)
 
     def _coalesce(self, kind: str, port: int, site_checked: bool = False) -> None:
+        t0 = time.perf_counter_ns()
+        trap = checked = -1
         if self.page[RUN_IMMEDIATE_EXIT]:
             self._stop(KICK_PENDING)  # a device deadline or a signal is waiting: no emulation
             return
@@ -178,10 +264,19 @@ class CoalescingEngine:
             if how == P.UNSAFE:
                 self._stop(PROTOCOL)
                 return
-            if kind == PIO_IN and self._singular_before_completion():
-                # A known singular or demoted site: no block to run, so no completion run
-                # either; KVM completes the IN itself on the next entry.
-                return
+            if kind == PIO_IN:
+                if self._singular_before_completion():
+                    # A known singular or demoted site: no block to run, so no completion run
+                    # either; KVM completes the IN itself on the next entry.
+                    return
+            elif self._trap_site is not None:
+                # An MMIO read: its length is not known without decoding, so the site it led
+                # to last time is remembered by the trapping address.  A stale answer only
+                # ever leaves one exit to native execution.
+                trap = self._exit_site()  # RIP is still on the trapping instruction
+                checked = self._trap_site.get(trap, -1)
+                if checked >= 0 and self._skip_site(checked):
+                    return
             if not self._complete():
                 return
         cpu = self.cpu  # cpu.plain stays True: a state that is not plain never reaches run()
@@ -205,7 +300,12 @@ class CoalescingEngine:
             if nxt.is_pio and nxt.is_string and s[EDX] & 0xFFFF == port:
                 self._stop(REP_PENDING)  # RIP still on a REP INS/OUTS with iterations left
                 return
-        if how != P.DIRECT and self._skip_site(site):
+        if trap >= 0:
+            trap_site = self._trap_site
+            if len(trap_site) >= self.table_size:
+                trap_site.clear()
+            trap_site[trap] = site
+        if how != P.DIRECT and site != checked and self._skip_site(site):
             return  # the site of a completed access, now known
         demotion = self.demotion
         if self._decide is None:  # trace: follow the real control flow, extent slides along
@@ -214,6 +314,10 @@ class CoalescingEngine:
             size = self._decide(site, s, cs_base, ip)
             if not size:
                 self.singular += 1
+                if demotion is not None and self.warmup:
+                    # Costed: a scan that found nothing to emulate was spent for nothing (Figures
+                    # 6 and 7 keep no memo of singular sites, so each exit would scan again).
+                    self._score(site, False, False)
                 return
             lo, hi, window = ip, min(ip + size, 0x10000), None
         before = list(s)
@@ -223,8 +327,10 @@ class CoalescingEngine:
         if nd is not None and nd < deadline:
             deadline = nd
         compiled = emu.compiled
+        t_run = time.perf_counter_ns()
         stop = emu.run(cpu, max_insns=BLOCK_BUDGET, lo=lo, hi=hi, io_window=window,
                        deadline_ns=deadline)
+        t_run = time.perf_counter_ns() - t_run
         reason = IO_STOP if stop.reason == ST.REQUESTED else stop.reason
         self.stops[reason] = self.stops.get(reason, 0) + 1
         if stop.insns:
@@ -237,23 +343,37 @@ class CoalescingEngine:
             self.instructions_emulated += stop.insns
             self.io_emulated += stop.ios
         if demotion is not None:
-            self._score(site, stop.ios > 0, emu.compiled != compiled)
+            if self.warmup:
+                # Costed: this exit's work (completion, scan, emulation, write-back), measured,
+                # against the exits it saved.  The instructions it spared KVM are not counted:
+                # KVM's time per instruction varies with the instruction (the calibration times
+                # one loop), and when unsure the exit goes back to native execution.
+                spent = time.perf_counter_ns() - t0
+                if reason not in _NOT_THE_SITES:
+                    self._score(site, spent < stop.ios * self._exit_ns, False)
+                if emu.compiled == compiled:
+                    # A warm emulation: the engine's own overhead around it, for the forecast.
+                    self._overhead_ns += (spent - t_run - self._overhead_ns) * R.OVERHEAD_WEIGHT
+            else:
+                self._score(site, stop.ios > 0, emu.compiled != compiled)
 
-    def _score(self, site: int, reached_io: bool, compiled: bool) -> None:
+    def _score(self, site: int, profitable: bool, compiled: bool) -> None:
         """Profitability bookkeeping for a site (bounded like the table: LRU).
 
-        An emulation is unprofitable when it reached no further IO, or when a site already
-        emulated before had to decode and compile fresh code (code that keeps changing, where
-        every exit pays capstone and compilation: far dearer than the exit it saves)."""
+        Without warm-up an emulation is unprofitable when it reached no further IO, or when a
+        site already emulated before had to decode and compile fresh code (code that keeps
+        changing, where every exit pays capstone and compilation: far dearer than the exit it
+        saves).  With warm-up the caller measures it (see _coalesce)."""
         demotion = self.demotion
         d = demotion.get(site)
         if d is None:
-            d = demotion[site] = [0, 0, DEMOTE_FIRST, 0]
+            d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, ACTIVE, 0, 0, 0]
             if len(demotion) > self.table_size:
                 demotion.popitem(last=False)
         else:
             demotion.move_to_end(site)
-        profitable = reached_io and not (compiled and d[3])
+        d[4] = ACTIVE
+        profitable = profitable and not (compiled and d[3])
         d[3] += 1
         if profitable:
             d[0] = 0
@@ -294,19 +414,103 @@ class CoalescingEngine:
         return self._skip_site(at + length)
 
     def _skip_site(self, site: int) -> bool:
-        """Leave this exit to native execution without reading registers: the site is demoted,
-        or Figure 5 remembers it as singular.  Counted in the stats either way."""
+        """Leave this exit to native execution without reading registers: the site is still
+        warming up, is demoted, or Figure 5 remembers it as singular.  Counted in the stats."""
         demotion = self.demotion
         if demotion is not None:
             d = demotion.get(site)
-            if d is not None and d[1] > 0:
-                d[1] -= 1
-                self.demoted += 1
-                return True
+            if d is None and self.warmup:
+                d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, WARMING, 0, 0, 0]
+                if len(demotion) > self.table_size:
+                    demotion.popitem(last=False)
+            if d is not None:
+                state = d[4]
+                if state == ACTIVE or state == SINGULAR:
+                    if self._prev is not None:
+                        self._tick(site)
+                    if d[1] > 0:
+                        d[1] -= 1
+                        self._skips[state] += 1
+                        return True
+                elif self._forecast:
+                    if self._watch(d, state, site):
+                        return True
+                else:  # a fixed warm-up: this site's first self.warmup exits stay native
+                    d[7] += 1
+                    if d[7] <= self.warmup:
+                        self.warming += 1
+                        return True
+                    d[4] = ACTIVE
         if self.policy == FIG5 and self._singular_site(site):
             self.singular += 1
+            if self.warmup:
+                # Skip on the fast path until the memo's next re-check is due, then consult it
+                # (which re-checks the digest), exactly as often as without the fast path.
+                d = self.demotion.get(site)
+                if d is not None:
+                    d[4] = SINGULAR
+                    d[1] = SINGULAR_RECHECK - 1
+                    self.table.entries(site)[0].unchecked = SINGULAR_RECHECK - 1
             return True
         return False
+
+    def _tick(self, site: int) -> int:
+        """An exit at ``site`` after an exit at a watched site: say whether an emulation from
+        that site could have reached this exit (a follow-on), for the forecast.  Returns the
+        time.
+
+        Figures 5-7 emulate forward from the site up to the extent: the exit must be a little
+        after the watched site in the code (at most the extent's typical instruction length).
+        trace follows the control flow, the extent sliding at each IO: the exit must be a little
+        after the previous one in the code too, or come soon after it (loops, calls and returns:
+        an exit round trip or two plus the extent's instructions run natively)."""
+        now = time.perf_counter_ns()
+        prev = self._prev
+        if prev is not None:
+            delta = site - self._prev_site
+            if self._decide is None:
+                near = 0 < delta <= self._reach or now - self._last_exit <= self._gap_ns
+            else:
+                near = 0 < delta <= self._reach
+            if near:
+                prev[5] += 1
+                self._recent += (1 - self._recent) * R.RECENT_WEIGHT
+            else:
+                self._recent -= self._recent * R.RECENT_WEIGHT
+            self._prev = None
+        self._last_exit = now
+        return now
+
+    def _watch(self, d: list, state: int, site: int) -> bool:
+        """A watched (warming or resting) site's exit under --warmup auto: keep the forecast
+        (rental.py) up to date, then say whether this exit stays native."""
+        self._tick(site)
+        if state == RESTING:
+            if d[1] > 0:
+                d[1] -= 1
+                self._skips[RESTING] += 1
+                return True
+            d[4] = WARMING  # rested: watched afresh
+            d[5] = d[6] = d[7] = 0
+        d[7] += 1
+        rent = 0.0
+        if d[6] >= R.MIN_OBSERVED:
+            if R.should_buy(d[5], d[6], self._recent, self._cap, self._exit_ns, self._overhead_ns,
+                            self._buy_ns, d[7]):
+                d[4] = ACTIVE
+                return False
+            rent = R.rent_ns(d[5], d[6], self._recent, self._cap, self._exit_ns, self._overhead_ns)
+        d[6] += 1
+        self._prev, self._prev_site = d, site  # the next exit tells whether this one had a follow-on
+        if d[6] > R.MIN_OBSERVED and rent * R.MAX_WATCH < self._buy_ns:
+            # Its forecast says emulating would not pay, or only after more exits than are worth
+            # watching (each costs a clock read): rest (native at the price of a dict lookup),
+            # then look again.
+            d[4] = RESTING
+            d[1] = d[2]
+            d[2] = min(DEMOTE_MAX, d[2] * 2)
+        self.warming += 1
+        return True
 
     def _exit_site(self) -> int:
         """CS base + RIP from the sync-regs area: the site when RIP is already past the trap."""
@@ -440,11 +644,15 @@ class CoalescingEngine:
             "policy": self.policy, "extent": self.extent, "hash": self.hasher.mode,
             "literal": self.literal, "scans": self.scans, "blocks_emulated": self.blocks_emulated,
             "instructions_emulated": self.instructions_emulated, "io_emulated": self.io_emulated,
-            "singular": self.singular, "table_hits": self.table_hits,
+            "singular": self.singular + self._skips[SINGULAR], "table_hits": self.table_hits,
             "table_misses": self.table_misses, "hash_mismatches": self.hash_mismatches,
             "invalidations": self.invalidations, "completions": self.completions,
             "table_entries": len(self.table) if self.table is not None else 0,
-            "demoted": self.demoted, "stops": dict(sorted(self.stops.items())),
+            "demoted": self.demoted + self._skips[ACTIVE] + self._skips[RESTING],
+            "warmup": self.warmup, "warming": self.warming + self._skips[WARMING],
+            **({"buy_us": round(self._buy_ns / 1000, 1),
+                "overhead_us": round(self._overhead_ns / 1000, 1)} if self.warmup else {}),
+            "stops": dict(sorted(self.stops.items())),
             "protocol": dict(self.protocol),
             **({"calibration": self.calibration} if self.calibration else {}),
         }

@@ -35,6 +35,8 @@ def run_cli(capsys, *argv):
     (["--coalesce", "fig9"], "argument --coalesce: invalid choice: 'fig9'"),
     (["--coalesce", ""], "argument --coalesce: invalid choice: ''"),
     (["--hash", "md5"], "argument --hash: invalid choice: 'md5'"),
+    (["--warmup", "-1"], "argument --warmup: must be auto or between 0 and 1000000, not -1"),
+    (["--warmup", "soon"], "argument --warmup: must be auto or a whole number of exits, not 'soon'"),
     (["--table-size", "0"], "argument --table-size: must be between 1 and 10000000, not 0"),
     (["--table-size", "many"], "argument --table-size: must be a positive integer, not 'many'"),
     (["--serial", ""], "argument --serial: must be stdio, null or file:PATH, not ''"),

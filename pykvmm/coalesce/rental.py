@@ -1,0 +1,91 @@
+"""Warm-up (beyond the patent): when is a site worth emulating at all?
+
+Emulating a site for the first time buys its code: the scanning unit decodes it (capstone) and the
+emulator generates Python source for its blocks and compiles it, about 0.5-1 ms per block on the
+development host, the price of a hundred exits (an exit round trip costs about 7 us there).  Every
+later emulation at the site also costs a fixed 25-45 us (registers in and out, the table, the
+emulator's set-up), and one more KVM_RUN when the trapping access must be completed first.  So a
+site pays only if it keeps trapping *and* each of its emulations absorbs several following exits.
+Short guests, one-off initialisation code and IN-then-OUT pairs lose, and used to lose heavily.
+
+This is the ski-rental problem: renting is leaving an exit to native execution, buying is
+compiling.  The deterministic rule (rent until the rent paid equals the price, then buy) never
+costs more than twice the better choice made in hindsight.  Here the rent of one native exit at
+a site is what emulating it would have saved: the chain of exits that follow it closely enough
+to be absorbed, each worth an exit round trip, minus the per-emulation overhead.  While a site
+warms up, each of its native exits is watched (a clock read): the next exit is a follow-on when
+an emulation could have reached it (a little further on in the code, or soon after in time).
+The chain is forecast as the site's own follow-on rate continued at the recent rate over all
+exits (see chain).  A site is bought once ``exits seen x rent`` reaches the price (the
+calibrated cost of compiling a block, calibrate.py); one whose rent is not positive, or too
+small to pay within MAX_WATCH exits, rests for its demotion penalty and is watched again later.
+The overhead starts from a prior and follows what the engine measures on warm emulations.
+
+The forecast is coarse: on this host an exit costs as much as about nine natively run
+instructions, so time alone barely separates "the next IO is within the extent" from "it is
+not", and code addresses miss calls and returns.  After a site is bought, every emulation is
+timed against the exits it saved, and one that keeps losing is demoted (engine._score).
+
+Everything here only ever decides to leave an exit to native execution, which is correct
+whatever the guest does; a wrong forecast costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+# Visits of a site observed before its forecast is used.
+MIN_OBSERVED = 2
+# A site whose forecast rent would take more than this many exits to pay its price rests instead
+# of being watched (watching an exit costs a clock read and some bookkeeping, 1-3 us here).
+MAX_WATCH = 64
+# Weight of the last exit in the recent follow-on rate over all sites (the code a guest runs now
+# says more than its initialisation did).
+RECENT_WEIGHT = 1 / 16
+# An emulation under trace is credited at most this many follow-on exits (it is bounded by a
+# budget anyway).
+CHAIN_CAP = 64
+# Two exits are close when the second comes within this many exit round trips (the exit itself
+# and the device work around it, measured: 1.1-1.8 round trips here) plus the extent's
+# instructions run natively.
+GAP_EXITS = 2
+# A typical real-mode instruction's length in bytes (most are 1-4): an exit whose site lies
+# within the extent times this of the previous one is within the extent's reach in the code.
+INSN_BYTES = 3
+# Until this engine has measured a warm emulation, its overhead is taken as this many exit round
+# trips (measured on the development host: 25-45 us against 6-8 us per exit).
+OVERHEAD_PRIOR_EXITS = 5
+# Weight of a new measurement in the running estimate of the per-emulation overhead.
+OVERHEAD_WEIGHT = 1 / 8
+
+
+def gap_ns(exit_ns: int, native_ns: int, extent: int) -> int:
+    """The largest time between two exits that still counts as one chain: what an exit and the
+    extent's worth of natively run instructions between two IOs take."""
+    return GAP_EXITS * exit_ns + extent * native_ns
+
+
+def chain(followed: int, seen: int, recent: float, cap: int) -> float:
+    """Forecast follow-on exits an emulation from a site would absorb: the chance that the site's
+    exit has a follow-on (``followed`` of ``seen`` visits), times the length of the chain that
+    then continues at the recent rate of follow-ons over all exits (a geometric series), at most
+    ``cap``."""
+    if not seen:
+        return 0.0
+    stay = min(recent, 1 - 1 / cap)
+    return min(cap, followed / seen / (1 - stay))
+
+
+def rent_ns(followed: int, seen: int, recent: float, cap: int, exit_ns: int,
+            overhead_ns: float) -> float:
+    """What one native exit at a site forgoes: the forecast follow-on exits an emulation there
+    would have absorbed, each an exit round trip, minus the emulation's own overhead."""
+    return chain(followed, seen, recent, cap) * exit_ns - overhead_ns
+
+
+def should_buy(followed: int, seen: int, recent: float, cap: int, exit_ns: int,
+               overhead_ns: float, buy_ns: float, exits: int) -> bool:
+    """The ski-rental rule with a forecast: buy (compile and emulate) once the rent paid at this
+    site, ``exits`` times the forgone saving, reaches the price of buying."""
+    if seen < MIN_OBSERVED:
+        return False
+    rent = rent_ns(followed, seen, recent, cap, exit_ns, overhead_ns)
+    return rent > 0 and exits * rent >= buy_ns
