@@ -51,6 +51,9 @@ class PrefixSink(Sink):
         if len(self.buf) >= 65536 or (self._line_buffered and b"\n" in data):
             self.flush()
 
+    def byte(self, value: int) -> None:
+        self(bytes((value,)))  # Sink.byte would skip the prefixing
+
 
 def shared_table(policy: str, table_size: int):
     """The table VMs share under this policy, or None when each VM keeps its own."""
@@ -90,7 +93,7 @@ def run_vms(image: bytes, count: int, config: MachineConfig, policy: str = OFF, 
                 m.serial.close()
                 m.serial = PrefixSink(fd, f"vm{i}| ".encode(), os.isatty(fd))
                 m.sinks[0] = m.serial
-                m.uart._sink = m.serial
+                m.uart.set_sink(m.serial)
             m.load_guest(image)
             if policy not in (OFF, "kvm-ring"):
                 m.engine = CoalescingEngine(m, policy, vm_id=i, tables=table, **engine_kw)

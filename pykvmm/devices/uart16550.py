@@ -130,10 +130,7 @@ class Uart16550:
             raise TypeError(f"irq must be a callable taking a bool, or None, not {irq!r}")
         if modem_inputs & ~MSR_STATUS_BITS:
             raise ValueError(f"modem_inputs must use only MSR bits 4-7 (0xf0), not {modem_inputs:#x}")
-        self._sink = sink
-        # One transmitted byte: the sink's own byte method when it has one (pykvmm's Sink: no
-        # bytes object per byte on the polled-output hot path), else sink(bytes((value,))).
-        self._put = getattr(sink, "byte", None) or (lambda value: sink(bytes((value,))))
+        self.set_sink(sink)
         self._irq = irq
         self._external_inputs = modem_inputs
         self.divisor = DEFAULT_DIVISOR
@@ -173,6 +170,13 @@ class Uart16550:
             accepted += self._receive_byte(byte)
         self._update_irq()
         return accepted
+
+    def set_sink(self, sink: Callable[[bytes], None]) -> None:
+        """Where transmitted bytes go from now on."""
+        self._sink = sink
+        # One transmitted byte: the sink's own byte method when it has one (pykvmm's Sink: no
+        # bytes object per byte on the polled-output hot path), else sink(bytes((value,))).
+        self._put = getattr(sink, "byte", None) or (lambda value: sink(bytes((value,))))
 
     # --- guest side ----------------------------------------------------------------------------
     def read(self, offset: int) -> int:

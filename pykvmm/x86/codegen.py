@@ -534,6 +534,9 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
         rc = f"done | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}" if body_io else "done"
         out.append(f"{ind}if s[8] != {loop_ip:#x} or done + {k} > room: return {rc}")
     out = _forward_stores(out)
+    store_back = ""
+    if k > 1 or loop:
+        out, store_back = _cache_registers(out)
     if trying:
         idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
         ios_at = {gg.ins.ip: nio_at[i] for i, gg in enumerate(gens)}
@@ -547,8 +550,41 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             out.append(f"        r_.done = {idx!r}[s[8]]{sub}")
             if nio:
                 out.append(f"        r_.ios = {ios_at!r}[s[8]]")
+        if store_back:
+            out.append(f"        {store_back}")
         out.append("        raise")
     return "\n".join(out) + "\n"
+
+
+_SREF = re.compile(r"\bs\[(\d+)\]")
+_SWRITE = re.compile(r"\bs\[(\d+)\] =(?!=)")
+def _cache_registers(lines: list[str]) -> tuple[list[str], str]:
+    """Keep the guest registers a block uses in Python locals (``_N`` for ``s[N]``): loaded once
+    after the room check, stored back before every return and, in assemble's handler, before a
+    refusal propagates.  Locals cost a fraction of a list subscript, and a loop keeps them across
+    iterations.  IP (s[8]) stays in the list: it is what exits and the refusal map read.
+    Returns the new lines and the store-back statement (for assemble's refusal handler).
+
+    Nothing else looks at ``s`` while a block runs, except a device callback during IO reading
+    IF (the engine's stop check); IF cannot rise inside emulated code (STI and a POPF setting IF
+    are refused), so a stale IF can only ask for a stop that was not needed."""
+    head, body = lines[:2], lines[2:]
+    if not head[1].startswith("    if room <"):
+        head, body = lines[:1], lines[1:]
+    used = sorted({int(n) for ln in body for n in _SREF.findall(ln)} - {8})
+    written = sorted({int(n) for ln in body for n in _SWRITE.findall(ln)} - {8})
+    store = "; ".join(f"s[{n}] = _{n}" for n in written)
+    if not used:
+        return lines, ""
+    sub = (lambda m: m.group(0) if m.group(1) == "8" else f"_{m.group(1)}")
+    load = "    " + "; ".join(f"_{n} = s[{n}]" for n in used)
+    out = head + [load]
+    for ln in body:
+        ln = _SREF.sub(sub, ln)
+        if store and "return" in ln:
+            ln = re.sub(r"\breturn\b", f"{store}; return", ln)
+        out.append(ln)
+    return out, store
 
 
 _STORE8 = re.compile(r"^(\s*)s\[(\d)\] = s\[\2\] & 0xFF00 \| \((\w+)\)$")

@@ -453,6 +453,11 @@ class Emulator:
                     if not lo <= ip < hi:
                         reason = stops.LEFT_RANGE
                         break
+                    if deadline_ns is not None and time.monotonic_ns() >= deadline_ns:
+                        # Cold code compiles at ~1 ms a block here: look at the clock before
+                        # each miss too, not only every ``stride`` instructions.
+                        reason = stops.DEADLINE
+                        break
                     lin = cs_base + ip
                     single = live.get(ip)
                     if single is None:
