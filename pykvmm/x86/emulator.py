@@ -19,7 +19,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ..machine.memory import RAM, ROM
-from . import alu, stops
+from . import alu, codecache, stops
 from .codegen import RC_IO, RC_SHIFT, ROOM_MAX, Unsupported, assemble, gen_insn
 from .decoder import MAX_LEN, Insn, decode_bytes
 from .state import NSTATE, TF, CpuState
@@ -94,6 +94,7 @@ class Emulator:
         self._ctxs: OrderedDict = OrderedDict()  # other ranges' saved contexts (_switch_context)
         self.compiled = 0  # instructions compiled so far (tests and stats)
         self.use_blocks = True  # False: one instruction per dispatch (the reference behaviour)
+        self.code_cache = codecache.shared  # compiled code objects, by source (codecache.py)
         self._ns = self._namespace()
 
     # -- memory routing (slow paths; compiled code inlines RAM below FAST_RAM_END) ----------------
@@ -288,13 +289,16 @@ class Emulator:
 
     def _single(self, ins: Insn) -> Any:
         """The compiled function of one instruction, compiled the first time it is needed."""
-        ins.source = assemble([ins.gen])
-        ins.fn = self._exec(ins.source, f"<x86 {ins.ip:04x}: {ins.mnemonic}>")
+        gen = ins.gen
+        ins.fn = self._exec(b"1" + ins.ip.to_bytes(4, "little") + ins.bytes,
+                            f"<x86 {ins.ip:04x}: {ins.mnemonic}>", lambda: assemble([gen]))
         return ins.fn
 
-    def _exec(self, source: str, name: str) -> Any:
+    def _exec(self, what: bytes, name: str, make_source) -> Any:
+        """Execute the code object for make_source() (cached by ``what``, the bytes and IPs
+        that determine it: see codecache) in the emulator's namespace; return its ``f``."""
         loc: dict[str, Any] = {}
-        exec(compile(source, name, "exec"), self._ns, loc)
+        exec(self.code_cache.compile_keyed(what, name, make_source), self._ns, loc)
         self.compiled += 1
         return loc["f"]
 
@@ -334,8 +338,10 @@ class Emulator:
         loop_ip = ip if gens and gens[-1].target == ip else -1
         if len(gens) < 2 and loop_ip < 0:
             return None
-        source = assemble(gens, loop_ip)
-        fn = self._exec(source, f"<x86 block {ip:04x}-{at:04x}>")
+        # The block is fixed by its bytes, its first IP and its shape (loop or not).
+        what = (b"B" + ip.to_bytes(4, "little") + (b"L" if loop_ip >= 0 else b"-")
+                + bytes(ram[lin:cs_base + at]))
+        fn = self._exec(what, f"<x86 block {ip:04x}-{at:04x}>", lambda: assemble(gens, loop_ip))
         b = Block(lin, ip, at, bytes(ram[lin:cs_base + at]), fn, len(gens))
         if entries is None:
             if len(bcache) >= self.cache_limit:
