@@ -232,11 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="follow the patent's flow exactly: in fig5 a site whose code changed stays "
                         "single instead of being rescanned, and no site is demoted for being "
                         "unprofitable")
-    p.add_argument("--warmup", type=_warmup, default=AUTO_WARMUP, metavar="N|auto",
-                   help="exits a site takes natively before it is emulated: auto (default) decides "
-                        "per site by the price of compiling its code against a forecast of the exits "
-                        "emulating it would save, and demotes emulations that measure unprofitable; "
-                        "N: after N exits; 0: from the first sighting, as the patent's figures. "
+    p.add_argument("--warmup", type=_warmup, default=0, metavar="N|auto",
+                   help="exits a site takes natively before it is emulated: 0 (default): from the "
+                        "first sighting, as the patent's figures; N: after N exits; auto: decide per "
+                        "site by the price of compiling its code against a forecast of the exits "
+                        "emulating it would save, and demote emulations that measure unprofitable. "
                         "--literal means 0")
     p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
                    help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")

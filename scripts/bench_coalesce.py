@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--policies", default="off,fig5,fig6,fig7")
     ap.add_argument("--extent", type=int, default=10)
     ap.add_argument("--no-firmware", action="store_true")
-    ap.add_argument("--warmup", default=AUTO_WARMUP, type=lambda t: t if t == AUTO_WARMUP else int(t),
+    ap.add_argument("--warmup", default=0, type=lambda t: t if t == AUTO_WARMUP else int(t),
                     help="exits a site takes natively before it is emulated: auto (calibrated, "
                          "the command line's default) or N (0: from the first sighting)")
     ap.add_argument("--slower", type=float, default=5.0, metavar="PCT",
