@@ -56,8 +56,8 @@ def main() -> int:
     ap.add_argument("--extent", type=int, default=10)
     ap.add_argument("--no-firmware", action="store_true")
     ap.add_argument("--warmup", default=0, type=lambda t: t if t == AUTO_WARMUP else int(t),
-                    help="exits a site takes natively before it is emulated: auto (calibrated, "
-                         "the command line's default) or N (0: from the first sighting)")
+                    help="exits a site takes natively before it is emulated: 0 (the command "
+                         "line's default: from the first sighting), N, or auto (calibrated)")
     ap.add_argument("--slower", type=float, default=5.0, metavar="PCT",
                     help="mark policies whose median wall time exceeds off's by more than this")
     args = ap.parse_args()
