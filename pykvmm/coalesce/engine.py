@@ -327,6 +327,7 @@ class CoalescingEngine:
         if nd is not None and nd < deadline:
             deadline = nd
         compiled = emu.compiled
+        replaced = emu.replaced
         t_run = time.perf_counter_ns()
         stop = emu.run(cpu, max_insns=BLOCK_BUDGET, lo=lo, hi=hi, io_window=window,
                        deadline_ns=deadline)
@@ -355,15 +356,20 @@ class CoalescingEngine:
                     # A warm emulation: the engine's own overhead around it, for the forecast.
                     self._overhead_ns += (spent - t_run - self._overhead_ns) * R.OVERHEAD_WEIGHT
             else:
-                self._score(site, stop.ios > 0, emu.compiled != compiled)
+                if not (reason == ST.DEADLINE and (emu.compiled != compiled or not stop.insns)):
+                    # (a run cut short by its time budget while compiling new code, or by a
+                    # device deadline already due, says nothing about the site)
+                    self._score(site, stop.ios > 0, emu.replaced != replaced)
 
-    def _score(self, site: int, profitable: bool, compiled: bool) -> None:
+    def _score(self, site: int, profitable: bool, changed: bool) -> None:
         """Profitability bookkeeping for a site (bounded like the table: LRU).
 
         Without warm-up an emulation is unprofitable when it reached no further IO, or when a
-        site already emulated before had to decode and compile fresh code (code that keeps
-        changing, where every exit pays capstone and compilation: far dearer than the exit it
-        saves).  With warm-up the caller measures it (see _coalesce)."""
+        site already emulated before met code that changed since it was decoded (code that
+        keeps changing, where every exit pays capstone and compilation: far dearer than the
+        exit it saves).  Merely reaching new code is not a change: a trace that goes further
+        than the last one compiles what it meets, once.  With warm-up the caller measures it
+        (see _coalesce)."""
         demotion = self.demotion
         d = demotion.get(site)
         if d is None:
@@ -373,7 +379,7 @@ class CoalescingEngine:
         else:
             demotion.move_to_end(site)
         d[4] = ACTIVE
-        profitable = profitable and not (compiled and d[3])
+        profitable = profitable and not (changed and d[3])
         d[3] += 1
         if profitable:
             d[0] = 0

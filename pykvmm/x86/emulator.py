@@ -31,6 +31,8 @@ from .stops import Refuse, Stop
 FAST_RAM_END = 0xA0000
 _NO_CODE = 1 << 62
 _DEADLINE_STRIDE = 256  # executions between clock reads when a deadline is set
+# A run meeting new code stops at a miss once its deadline is this far behind (see run).
+COLD_SLACK_NS = 20_000_000
 # A basic block holds at most this many instructions.  Blocks run only while at least this many
 # instructions remain before the next limit (budget, IO window, deadline check); closer to a
 # limit the loop runs single instructions, so limits are exact.
@@ -93,6 +95,9 @@ class Emulator:
         self._ctx_key: tuple[int, int, int] | None = None
         self._ctxs: OrderedDict = OrderedDict()  # other ranges' saved contexts (_switch_context)
         self.compiled = 0  # instructions compiled so far (tests and stats)
+        # Decodes at an address whose cached instructions no longer match guest memory: code
+        # that changed (the engine's profitability rule tells changing code from new code).
+        self.replaced = 0
         self.use_blocks = True  # False: one instruction per dispatch (the reference behaviour)
         self.code_cache = codecache.shared  # compiled code objects, by source (codecache.py)
         self._ns = self._namespace()
@@ -263,6 +268,8 @@ class Emulator:
                     del cache[key]  # most recently used last (dicts keep insertion order)
                     cache[key] = entries
                     return ins
+        if entries:
+            self.replaced += 1  # known address, other bytes now
         code = self._fetch(lin, ip)
         if not code:
             ins = Insn()
@@ -459,9 +466,12 @@ class Emulator:
                     if not lo <= ip < hi:
                         reason = stops.LEFT_RANGE
                         break
-                    if deadline_ns is not None and time.monotonic_ns() >= deadline_ns:
-                        # Cold code compiles at ~1 ms a block here: look at the clock before
-                        # each miss too, not only every ``stride`` instructions.
+                    if deadline_ns is not None and time.monotonic_ns() >= deadline_ns + COLD_SLACK_NS:
+                        # Cold code compiles at ~1 ms a block here, so a run through much new
+                        # code could overrun its deadline by far more than ``stride``
+                        # instructions take (first runs of 50-260 ms were seen): bound that too,
+                        # with a slack that lets an ordinary cold block finish (exit counts stay
+                        # the same from host to host).
                         reason = stops.DEADLINE
                         break
                     lin = cs_base + ip
