@@ -49,6 +49,15 @@ MAX_CONTEXTS = 64
 MAX_TAIL = 6
 
 
+# Decoded instructions shared by every emulator in the process, keyed by (IP, the up to 15 code
+# bytes fetched there), oldest dropped first.  Decoding (capstone and code generation) costs
+# about 40 us an instruction here; a guest run again, or the firmware every run boots, finds its
+# instructions here.  Templates are never executed: each emulator copies one and compiles its own.
+DECODED_ENTRIES = 16384
+_DECODED: dict[tuple[int, bytes], Insn] = {}
+_INSN_FIELDS = tuple(n for n in Insn.__slots__ if n != "fn")
+
+
 class Block:
     """A compiled basic block: straight-line instructions from ``ip`` up to the first one that
     transfers control, does IO, writes memory or is a string instruction.  Validated as a
@@ -275,16 +284,40 @@ class Emulator:
             ins = Insn()
             ins.ip, ins.bytes, ins.length = ip, b"", 0
             return ins.refuse(stops.FAULT, f"instruction fetch from unbacked {lin:#x}")
-        ins = decode_bytes(code, ip)
-        if ins.supported:
-            try:
-                gen = gen_insn(ins)
-            except Unsupported as u:
-                ins.refuse(u.reason, u.detail or ins.mnemonic)
-            else:
-                ins.gen = gen
-                # Compiling costs ~100 us (assemble + exec); scanning and block building need only
-                # ``gen``, so the single-instruction function is compiled on first use (_single).
+        dkey = (ip, code)
+        tmpl = _DECODED.get(dkey)
+        if tmpl is not None:
+            # Decoded before, by this emulator or another one in the process (the same firmware
+            # and guests run again and again): the decode depends only on these bytes and IP.
+            # The copy gets its own compiled function, bound to this emulator's namespace.
+            ins = Insn.__new__(Insn)
+            for name in _INSN_FIELDS:
+                setattr(ins, name, getattr(tmpl, name))
+            ins.fn = None
+        else:
+            ins = decode_bytes(code, ip)
+            if ins.supported:
+                try:
+                    gen = gen_insn(ins)
+                except Unsupported as u:
+                    ins.refuse(u.reason, u.detail or ins.mnemonic)
+                else:
+                    ins.gen = gen
+                    # Compiling costs ~1 ms (assemble + compile); scanning and block building
+                    # need only ``gen``, so the single-instruction function is compiled on
+                    # first use (_single).
+            if len(_DECODED) >= DECODED_ENTRIES:
+                try:
+                    del _DECODED[next(iter(_DECODED))]  # the oldest
+                except (KeyError, StopIteration, RuntimeError):
+                    pass  # another VM's thread got there first
+            # The template is a copy: ``ins`` gets this emulator's compiled function later,
+            # and a template holding it would keep this VM's namespace and memory alive.
+            tmpl = Insn.__new__(Insn)
+            for name in _INSN_FIELDS:
+                setattr(tmpl, name, getattr(ins, name))
+            tmpl.fn = None
+            _DECODED[dkey] = tmpl
         if entries is None:
             if len(cache) >= self.cache_limit:
                 del cache[next(iter(cache))]  # the least recently used key
