@@ -125,40 +125,6 @@ def test_blocks_match_single_steps(seed, regs, flags):
     assert a[3] == b[3], code.hex()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32), regs=st.lists(st.integers(0, 0xFFFFFFFF), min_size=7, max_size=7),
-       window=st.one_of(st.none(), st.integers(1, 20)), budget=st.integers(1, 300))
-def test_blocks_keep_budget_and_io_window_exact(seed, regs, window, budget):
-    """The same run with blocks and with one instruction per dispatch: same stop, same counts,
-    same state, same device history."""
-    code = build(seed)
-    results = []
-    for use_blocks in (True, False):
-        mem, pio, emu = make(code)
-        emu.use_blocks = use_blocks
-        cpu = CpuState(eax=regs[0], ecx=regs[1] & 0xFF, edx=0x80 + (regs[2] & 3), ebx=regs[3] & 0x3F,
-                       esp=0x8000, ebp=regs[4], esi=regs[5] & 0xFF, edi=regs[6] & 0xFF, ip=CODE,
-                       ds=DATA_SEG, es=DATA_SEG, ss=0x100)
-        trail = []
-        for _ in range(20):
-            stop = emu.run(cpu, max_insns=budget, io_window=window)
-            trail.append((stop.reason, stop.insns, stop.ios))
-            if stop.reason not in (stops.BUDGET, stops.SMC, stops.EXTENT):
-                break
-        results.append((trail, cpu.s, dict(pio.io_ops), bytes(mem.ram[0:0x20000])))
-    assert results[0][0] == results[1][0], code.hex()
-    assert results[0][1:] == results[1][1:], code.hex()
-
-
-def test_refusal_inside_a_block_counts_completed_instructions(flat):
-    mem, pio, mmio, emu = flat
-    # inc ax; inc ax; mov ax, [0xffff] (word at the segment limit: #GP); inc ax
-    mem.load(CODE, bytes.fromhex("4040a1ffff40f4"))
-    cpu = CpuState(ip=CODE)
-    stop = emu.run(cpu, max_insns=100)
-    assert (stop.reason, stop.insns, cpu.ip, cpu.ax) == (stops.FAULT, 2, CODE + 2, 2)
-
-
 def _both_ways(code: bytes, budget: int, window=None, **regs):
     """Run ``code`` with blocks and one instruction per dispatch; return both trails."""
     out = []
@@ -174,6 +140,29 @@ def _both_ways(code: bytes, budget: int, window=None, **regs):
                 break
         out.append((trail, list(cpu.s), dict(pio.io_ops), bytes(mem.ram[0:0x20000])))
     return out
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), regs=st.lists(st.integers(0, 0xFFFFFFFF), min_size=7, max_size=7),
+       window=st.one_of(st.none(), st.integers(1, 20)), budget=st.integers(1, 300))
+def test_blocks_keep_budget_and_io_window_exact(seed, regs, window, budget):
+    """The same run with blocks and with one instruction per dispatch: same stop, same counts,
+    same state, same device history."""
+    code = build(seed)
+    a, b = _both_ways(code, budget, window, eax=regs[0], ecx=regs[1] & 0xFF,
+                      edx=0x80 + (regs[2] & 3), ebx=regs[3] & 0x3F, ebp=regs[4],
+                      esi=regs[5] & 0xFF, edi=regs[6] & 0xFF)
+    assert a[0] == b[0], code.hex()
+    assert a[1:] == b[1:], code.hex()
+
+
+def test_refusal_inside_a_block_counts_completed_instructions(flat):
+    mem, pio, mmio, emu = flat
+    # inc ax; inc ax; mov ax, [0xffff] (word at the segment limit: #GP); inc ax
+    mem.load(CODE, bytes.fromhex("4040a1ffff40f4"))
+    cpu = CpuState(ip=CODE)
+    stop = emu.run(cpu, max_insns=100)
+    assert (stop.reason, stop.insns, cpu.ip, cpu.ax) == (stops.FAULT, 2, CODE + 2, 2)
 
 
 # l: in al, 0x80; stosb; add al, 3; cmp al, 0x40; jb skip; xor al, al; skip: loop l; hlt
