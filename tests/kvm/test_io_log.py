@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .helpers import GUESTS, assemble, pykvmm
+from .helpers import GUESTS, assemble, mask_clock_reads, pykvmm
 
 pytestmark = pytest.mark.kvm
 
@@ -43,23 +43,6 @@ def test_io_log_format_and_content(tmp_path):
     ]
 
 
-# CMOS registers whose value follows the host's wall clock (MC146818 datasheet: time and date
-# 0x00-0x09, register A's UIP, register C's PF/AF/UF flags; IBM's century byte 0x32).  Their reads
-# differ between any two runs of the same guest, whatever the policy, so the comparison masks them.
-CMOS_CLOCK_REGS = set(range(0x0A)) | {0x0A, 0x0C, 0x32}
-
-
-def _mask_clock_reads(text: str) -> list[str]:
-    out, index = [], None
-    for ln in text.splitlines():
-        if ln.startswith("pio 0x70 w 1 "):
-            index = int(ln.rsplit(" ", 1)[1], 16) & 0x7F  # bit 7 is the NMI mask
-        elif ln.startswith("pio 0x71 r 1 ") and index in CMOS_CLOCK_REGS:
-            ln = "pio 0x71 r 1 <clock>"
-        out.append(ln)
-    return out
-
-
 def test_io_log_is_the_same_under_every_policy(tmp_path):
     logs = {}
     for policy in ("off", "fig5", "fig7", "trace"):
@@ -71,9 +54,9 @@ def test_io_log_is_the_same_under_every_policy(tmp_path):
     lines = logs["off"].splitlines()
     assert len(lines) > 100_000 and all(LINE.match(ln) for ln in lines[:1000])
     assert any(ln == "pio 0x70 w 1 0xc" for ln in lines[:100])  # the guest reads register C
-    reference = _mask_clock_reads(logs["off"])
+    reference = mask_clock_reads(logs["off"])
     for policy, text in logs.items():
-        assert _mask_clock_reads(text) == reference, policy
+        assert mask_clock_reads(text) == reference, policy
 
 
 def test_unwritable_io_log_is_a_usage_error(tmp_path):

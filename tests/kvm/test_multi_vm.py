@@ -11,7 +11,7 @@ from pykvmm.coalesce.engine import CoalescingEngine
 from pykvmm.machine.machine import Machine, MachineConfig
 from pykvmm.multi import shared_table
 
-from .helpers import GUESTS, pykvmm
+from .helpers import GUESTS, mask_clock_reads, pykvmm
 
 pytestmark = pytest.mark.kvm
 
@@ -83,6 +83,6 @@ def test_vms_io_log_goes_to_one_file_per_vm(tmp_path):
     assert r.returncode == 0, r.stderr
     single = tmp_path / "single"
     assert pykvmm(str(GUESTS / "bios_hello.bin"), "--serial", "null", "--io-log", str(single)).returncode == 0
-    expected = single.read_text()
-    assert expected and (tmp_path / "io.vm0").read_text() == expected
-    assert (tmp_path / "io.vm1").read_text() == expected
+    expected = mask_clock_reads(single.read_text())  # the firmware reads CMOS register C
+    assert expected and mask_clock_reads((tmp_path / "io.vm0").read_text()) == expected
+    assert mask_clock_reads((tmp_path / "io.vm1").read_text()) == expected
