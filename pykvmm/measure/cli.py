@@ -147,6 +147,11 @@ def _render(args, path: Path, head_extent, out_dir: Path) -> int:
     (out_dir / "table.md").write_text(document(meta, rows, head, notes))
     print(markdown(head, HEADLINE_COLUMNS), end="")
     written = [out_dir / "table.md"]
+    return _plot_and_report(args, rows, out_dir, head_extent, written)
+
+
+def _plot_and_report(args, rows, out_dir: Path, head_extent, written: list) -> int:
+    """Draw the plots unless --no-plot (when matplotlib is there), then list what was written."""
     if not args.no_plot:
         from .plot import PLOT_HINT, have_matplotlib, plot_all
 
@@ -235,12 +240,4 @@ def _sweep(args, guests, policies, extents, repeats, head_extent, headline, qemu
     for s in skipped:
         print(s)
     written = [out_dir / "results.json", out_dir / "table.md"]
-    if not args.no_plot:
-        from .plot import PLOT_HINT, have_matplotlib, plot_all
-
-        if have_matplotlib():
-            written += plot_all(rows, out_dir, head_extent, args.plot_format)
-        else:
-            print(f"plots skipped: {PLOT_HINT}")
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0
+    return _plot_and_report(args, rows, out_dir, head_extent, written)

@@ -346,17 +346,21 @@ def retcode(k: int, nio: int, last: int) -> int:
     return k | nio << RC_SHIFT | last << (2 * RC_SHIFT)
 
 
-def _rc(loop: bool, body_io: bool, k: int, nio: int, last: int, sk: bool = False) -> str:
+def _rc(loop: bool, body_io: bool, k: int, nio: int, last: int, sk: bool = False,
+        last_sk: bool = False) -> str:
     """retcode(...) as source: a constant, or an expression over the counts of the loop
     iterations already done (``done`` instructions, ``ios`` IO, the last at ``lst``) and over
-    ``sk``, the instructions skipped by forward jumps inside this pass (see assemble)."""
+    ``sk``, the instructions skipped by forward jumps inside this pass (see assemble);
+    ``last_sk``: the last IO, too, comes after a skip."""
     minus = " - sk" if sk else ""
     if not loop:
-        return f"{retcode(k, nio, last)}{minus}"
+        return f"{retcode(k, nio, last)}{minus}" + (f" - (sk << {2 * RC_SHIFT})" if last_sk else "")
     if not body_io:
         return f"done + {k}{minus}"
     if nio:
-        return f"(done + {k}{minus}) | (ios + {nio}) << {RC_SHIFT} | (done + {last}) << {2 * RC_SHIFT}"
+        lminus = " - sk" if last_sk else ""
+        return (f"(done + {k}{minus}) | (ios + {nio}) << {RC_SHIFT} "
+                f"| (done + {last}{lminus}) << {2 * RC_SHIFT}")
     return f"(done + {k}{minus}) | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}"
 
 
@@ -510,11 +514,8 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             out.append(f"{ind}s[8] = {g.next:#x}")
         if g.memio and not g.io:
             # an MMIO access is IO: leave the block right after it, so IO is counted exactly
-            rc = _rc(loop, body_io, i + 1, nio + 1, i + 1, sk)
-            if sk:
-                # the position of this access, too, is after the join
-                rc = rc.replace(f"(done + {i + 1}) << {2 * RC_SHIFT}", f"(done + {i + 1} - sk) << {2 * RC_SHIFT}") \
-                    if loop else f"{rc} - (sk << {2 * RC_SHIFT})"
+            # (after a join, the position of this access is past the skip too)
+            rc = _rc(loop, body_io, i + 1, nio + 1, i + 1, sk, last_sk=sk)
             if g.falls and i < k - 1:
                 out.append(f"{ind}if io[0]: s[8] = {g.next:#x}; return {rc}")
             else:

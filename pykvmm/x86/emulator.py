@@ -58,6 +58,16 @@ _DECODED: dict[tuple[int, bytes], Insn] = {}
 _INSN_FIELDS = tuple(n for n in Insn.__slots__ if n != "fn")
 
 
+def _unbound_copy(ins: Insn) -> Insn:
+    """A copy of a decoded instruction without its compiled function (which is bound to one
+    emulator's namespace)."""
+    c = Insn.__new__(Insn)
+    for name in _INSN_FIELDS:
+        setattr(c, name, getattr(ins, name))
+    c.fn = None
+    return c
+
+
 class Block:
     """A compiled basic block: straight-line instructions from ``ip`` up to the first one that
     transfers control, does IO, writes memory or is a string instruction.  Validated as a
@@ -290,10 +300,7 @@ class Emulator:
             # Decoded before, by this emulator or another one in the process (the same firmware
             # and guests run again and again): the decode depends only on these bytes and IP.
             # The copy gets its own compiled function, bound to this emulator's namespace.
-            ins = Insn.__new__(Insn)
-            for name in _INSN_FIELDS:
-                setattr(ins, name, getattr(tmpl, name))
-            ins.fn = None
+            ins = _unbound_copy(tmpl)
         else:
             ins = decode_bytes(code, ip)
             if ins.supported:
@@ -313,11 +320,7 @@ class Emulator:
                     pass  # another VM's thread got there first
             # The template is a copy: ``ins`` gets this emulator's compiled function later,
             # and a template holding it would keep this VM's namespace and memory alive.
-            tmpl = Insn.__new__(Insn)
-            for name in _INSN_FIELDS:
-                setattr(tmpl, name, getattr(ins, name))
-            tmpl.fn = None
-            _DECODED[dkey] = tmpl
+            _DECODED[dkey] = _unbound_copy(ins)
         if entries is None:
             if len(cache) >= self.cache_limit:
                 del cache[next(iter(cache))]  # the least recently used key
@@ -379,10 +382,10 @@ class Emulator:
         if len(gens) < 2 and loop_ip < 0:
             return None
         # The block is fixed by its bytes, its first IP and its shape (loop or not).
-        what = (b"B" + ip.to_bytes(4, "little") + (b"L" if loop_ip >= 0 else b"-")
-                + bytes(ram[lin:cs_base + at]))
+        code = bytes(ram[lin:cs_base + at])
+        what = b"B" + ip.to_bytes(4, "little") + (b"L" if loop_ip >= 0 else b"-") + code
         fn = self._exec(what, f"<x86 block {ip:04x}-{at:04x}>", lambda: assemble(gens, loop_ip))
-        b = Block(lin, ip, at, bytes(ram[lin:cs_base + at]), fn, len(gens))
+        b = Block(lin, ip, at, code, fn, len(gens))
         if entries is None:
             if len(bcache) >= self.cache_limit:
                 del bcache[next(iter(bcache))]
