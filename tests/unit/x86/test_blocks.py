@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pykvmm.machine.bus import MmioBus, PortBus
@@ -145,15 +145,54 @@ def _both_ways(code: bytes, budget: int, window=None, **regs):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), regs=st.lists(st.integers(0, 0xFFFFFFFF), min_size=7, max_size=7),
        window=st.one_of(st.none(), st.integers(1, 20)), budget=st.integers(1, 300))
+@example(seed=172, regs=[0, 0, 0, 0, 0, 1, 0], window=None, budget=41)  # blocks stop early: "smc"
 def test_blocks_keep_budget_and_io_window_exact(seed, regs, window, budget):
     """The same run with blocks and with one instruction per dispatch: same stop, same counts,
     same state, same device history."""
     code = build(seed)
-    a, b = _both_ways(code, budget, window, eax=regs[0], ecx=regs[1] & 0xFF,
-                      edx=0x80 + (regs[2] & 3), ebx=regs[3] & 0x3F, ebp=regs[4],
-                      esi=regs[5] & 0xFF, edi=regs[6] & 0xFF)
-    assert a[0] == b[0], code.hex()
+    regs = dict(eax=regs[0], ecx=regs[1] & 0xFF, edx=0x80 + (regs[2] & 3), ebx=regs[3] & 0x3F,
+                ebp=regs[4], esi=regs[5] & 0xFF, edi=regs[6] & 0xFF)
+    a, b = _both_ways(code, budget, window, **regs)
+    if a[0] != b[0]:
+        # The one allowed difference: a write into code that a block has already fetched (but
+        # not yet run) stops the run right after the write ("smc"), where single steps, not
+        # having fetched it, go on.  Then every stop must still be exact: no run past its
+        # budget, and the state at each stop that of single steps after as many instructions.
+        assert any(r[0] == stops.SMC for r in a[0]), code.hex()
+        assert all(n <= budget and (why != stops.BUDGET or n == budget) for why, n, _ in a[0])
+        _check_stops_against_single_steps(code, budget, window, regs)
+        return
     assert a[1:] == b[1:], code.hex()
+
+
+def _state(cpu, mem, pio):
+    return list(cpu.s), bytes(mem.ram[0:0x20000]), dict(pio.io_ops)
+
+
+def _check_stops_against_single_steps(code: bytes, budget: int, window, regs: dict) -> None:
+    mem, pio, emu = make(code)
+    cpu = CpuState(ip=CODE, ds=DATA_SEG, es=DATA_SEG, ss=0x100, esp=0x8000, **regs)
+    at, n = {}, 0
+    for _ in range(50):
+        stop = emu.run(cpu, max_insns=budget, io_window=window)
+        n += stop.insns
+        at[n] = _state(cpu, mem, pio)
+        if stop.reason not in (stops.BUDGET, stops.SMC, stops.EXTENT):
+            break
+    mem, pio, emu = make(code)
+    emu.use_blocks = False
+    cpu = CpuState(ip=CODE, ds=DATA_SEG, es=DATA_SEG, ss=0x100, esp=0x8000, **regs)
+    n = 0
+    while n < max(at):
+        if n in at:
+            assert at.pop(n) == _state(cpu, mem, pio), (code.hex(), n)
+        stop = emu.run(cpu, max_insns=1)
+        if stop.insns == 0 and stop.reason != stops.SMC:
+            break
+        n += stop.insns
+    if n in at:
+        assert at.pop(n) == _state(cpu, mem, pio), (code.hex(), n)
+    assert not at, (code.hex(), sorted(at))  # every stop was reached by single steps too
 
 
 def test_refusal_inside_a_block_counts_completed_instructions(flat):
