@@ -1,6 +1,7 @@
 """The one ctypes handle on libc's ioctl, and the error wrapping every ioctl shares."""
 
 import ctypes
+import errno
 import os
 
 from ..errors import KvmError
@@ -24,4 +25,11 @@ def call(fd: int, request: int, arg, name: str) -> int:
     # 0xFFFBD000 would arrive sign-extended, so integers go as unsigned long.
     if isinstance(arg, int):
         arg = ctypes.c_ulong(arg)
-    return check(ioctl(fd, request, arg), name)
+    # A signal landing during a set-up ioctl (KVM_CREATE_VM takes milliseconds; a profiler or
+    # the kicker may signal the thread meanwhile) makes it fail with EINTR before it has done
+    # anything, so it is simply issued again.  KVM_RUN does not come through here: its EINTR
+    # means "kicked" and is handled by the run loop.
+    while True:
+        ret = ioctl(fd, request, arg)
+        if ret >= 0 or ctypes.get_errno() != errno.EINTR:
+            return check(ret, name)
