@@ -124,7 +124,9 @@ class Gen:
         """The status flags this instruction reads (beyond the flag line's pass-through)."""
         if self.fr >= 0:
             return self.fr
-        if any("s[9]" in ln for i, ln in enumerate(self.lines) if i != self.flag_line):
+        # DF (``s[9] & 0x400``, string instructions) is not a status flag
+        if any("s[9]" in ln.replace("s[9] & 0x400", "")
+               for i, ln in enumerate(self.lines) if i != self.flag_line):
             return ALL_STATUS
         return 0
 
@@ -389,6 +391,135 @@ def _skips(gens: list[Gen]) -> dict[int, int]:
     return out
 
 
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_GLOBALS = frozenset({"SZP8", "SZP16", "PAR", "if", "else", "and", "or", "not"})
+
+
+def _assigns(ln: str, names: set[str]) -> bool:
+    """Whether a generated line may rebind any of ``names`` (conservatively: any assignment,
+    augmented assignment or loop target naming one of them)."""
+    for n in names:
+        if re.search(rf"(?<![\w.\[]){n}\s*(=(?!=)|[-+*/%&|^]=|<<=|>>=|:=)", ln) or f"for {n} " in ln:
+            return True
+        if re.search(rf"(?<![\w.\[]){n}\s*,[^=]*=(?!=)", ln):  # a tuple target
+            return True
+    return False
+
+
+def _flag_plan(gens: list[Gen], skips: dict[int, int], joins: dict[int, int], loop: bool):
+    """Which status-flag computations a block keeps.
+
+    Walking backwards, a flag line is dropped when every flag it writes is overwritten later
+    in the block before anything reads it, and narrowed to the flags that are live after it.
+    All flags are live at the block's end and before a skip's jump (both of its paths see
+    exact flags).  Every other way out of the block needs exact flags too, but only on that
+    path: a side exit (a Jcc taken), a refusal (before the refusing instruction), and the
+    early returns after an instruction (a device asked for a stop during IO, an MMIO access,
+    a write into fetched code).  There a *fix-up* recomputes the dropped flags from the locals
+    that the producing instruction left (the very expressions its flag line would have run):
+    in the exit's own branch, or in the refusal handler.  Where a fix-up cannot be exact (a
+    local it needs is rebound before that point, the producer may have been skipped, an
+    expression reads flags or registers), that point makes every flag live instead.  An
+    instruction with an early return inside its own lines (a REP string instruction) is
+    always such a barrier, before and after.
+
+    A JZ/JNZ (JB/JAE) right after the instruction that set ZF (CF) tests that instruction's
+    result directly (``fused``) and reads no flags.
+
+    Returns (drop, want, fused, pre, post): pre[i] / post[i] are the fix-ups [(producer
+    index, flag bits)] for the exits before / after instruction i."""
+    k = len(gens)
+    fused: list[str] = [""] * k
+    for i, g in enumerate(gens):
+        prev = gens[i - 1] if i > 0 and i not in joins else None
+        if g.jcc >= 0 and prev is not None:
+            if g.jcc in (4, 5) and prev.zf_r:
+                fused[i] = "not r" if g.jcc == 4 else "r"
+            elif g.jcc in (2, 3) and prev.cf_t:
+                fused[i] = prev.cf_t if g.jcc == 2 else f"not ({prev.cf_t})"
+    inner = {i for i, g in enumerate(gens) if any("return" in ln for ln in g.lines)}
+    pre_pts = [i for i, g in enumerate(gens)
+               if i not in skips and (g.raises or (g.jcc >= 0 and i < k - 1))]
+    post_pts = [i for i, g in enumerate(gens)
+                if (g.io or g.writes or g.memio) and (i < k - 1 or loop)]
+    hard_pre = set(skips) | inner
+    hard_post = set(inner)
+    while True:
+        drop = [False] * k
+        want = [0] * k
+        live = ALL_STATUS
+        for i in range(k - 1, -1, -1):
+            g = gens[i]
+            if i in hard_post:
+                live = ALL_STATUS
+            if g.flag_line >= 0:
+                want[i] = g.fw & live
+                if not want[i]:
+                    drop[i] = True
+                else:
+                    for m, _ in g.flag_parts:
+                        if m & want[i]:
+                            live &= ~m
+            if not fused[i]:
+                live |= g.reads_flags()
+            if i in hard_pre:
+                live = ALL_STATUS
+        pre: dict[int, list[tuple[int, int]]] = {}
+        post: dict[int, list[tuple[int, int]]] = {}
+        bad_pre, bad_post = set(), set()
+        for pts, last, hard, bad, fixes in ((pre_pts, -1, hard_pre, bad_pre, pre),
+                                            (post_pts, 0, hard_post, bad_post, post)):
+            for b in pts:
+                if b in hard:
+                    continue
+                pairs = _fixups(gens, b + last, b, want, hard_pre, hard_post, skips)
+                if pairs is None:
+                    bad.add(b)
+                elif pairs:
+                    fixes[b] = pairs
+        if not bad_pre and not bad_post:
+            return drop, want, fused, pre, post
+        hard_pre |= bad_pre
+        hard_post |= bad_post
+
+
+def _fixups(gens, top, upto, want, hard_pre, hard_post, skips):
+    """Fix-ups [(producer, bits)] making the status flags exact right after instruction ``top``
+    (producers top, top - 1, ...), checked against rebinding up to the end of instruction
+    ``upto``; None when they cannot be exact (see _flag_plan)."""
+    need = ALL_STATUS
+    pairs = []
+    for p in range(top, -1, -1):
+        if p in hard_post:
+            return pairs  # every flag was exact after p
+        g = gens[p]
+        bits = need & g.fw if g.flag_line >= 0 else 0
+        if bits:
+            need &= ~bits
+            miss = bits & ~want[p]
+            if miss:
+                exprs = [e for m, e in g.flag_parts if m & miss]
+                if any("s[" in e for e in exprs):
+                    return None
+                for i, j in skips.items():
+                    if i < p < j <= upto:
+                        return None  # the producer may have been skipped on the way
+                names = {n for e in exprs for n in _IDENT.findall(e)} - _GLOBALS
+                later = g.lines[g.flag_line + 1:] + [
+                    ln for q in range(p + 1, upto + 1) for ln in gens[q].lines]
+                if any(_assigns(ln, names) for ln in later):
+                    return None
+                pairs.append((p, miss))
+        if not need or p in hard_pre:
+            return pairs  # every flag was exact before p: older producers are done
+    return pairs
+
+
+def _fix(gens: list[Gen], pairs) -> str:
+    """The fix-up statements for ``pairs``, each followed by '; ' (empty when none)."""
+    return "".join(f"{flag_update(gens[p].flag_parts, bits)}; " for p, bits in pairs or ())
+
+
 def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     """The source of ``def f()`` running ``gens`` in order (one instruction or a basic block),
     returning ``retcode(...)``.  IP is stored only where it matters: before an instruction that
@@ -410,34 +541,20 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     body_io = any(g.io or (g.memio and not g.io) for g in gens)
     skips = _skips(gens) if k > 2 else {}
     joins = {j: i for i, j in skips.items()}
-    # ``room``: instructions left before the run's next limit; a block longer than that
-    # declines with 0 (the run loop then dispatches its first instruction alone).
-    out = ["def f(room=16, s=s, ram=ram):"]
+    # ``room``: instructions the budget leaves; ``wroom``: instructions that may run before the
+    # IO window closes (port IO reopens it for ``win`` more).  A block declines with 0 (the run
+    # loop then dispatches its first instruction alone) unless all of it fits in ``room`` and
+    # its first port IO (or, with none, its last instruction) comes before the window closes.
+    # After port IO the window cannot close inside a block: at most MAX_TAIL - 1 instructions
+    # ever follow one there (Emulator.block), and blocks run only when win >= MAX_TAIL.
+    first_io = next((i for i, g in enumerate(gens) if g.io), -1)
+    out = ["def f(room=16, wroom=0xFFFF, win=0xFFFF, s=s, ram=ram):"]
     if k > 1 or loop:
-        out.append(f"    if room < {k}: return 0")
-    # Dead status flags: walking backwards, a flag line is dropped when every flag it writes
-    # is overwritten later in the block before anything reads it.  All flags are live at the
-    # block's end and before any instruction that may refuse (a refusal must leave exact
-    # state), so only stretches of non-refusing instructions lose flag computations.
-    # A flag line is also narrowed to the flags that are live after it: bits it leaves stale
-    # are dead by construction.  (A skip's jump is treated like a side exit: all flags are
-    # live before it, so both of its paths see exact flags.)
-    drop = [False] * k
-    want = [0] * k
-    live = ALL_STATUS
-    for i in range(k - 1, -1, -1):
-        g = gens[i]
-        if g.flag_line >= 0:
-            want[i] = g.fw & live
-            if not want[i]:
-                drop[i] = True
-            else:
-                for m, _ in g.flag_parts:
-                    if m & want[i]:
-                        live &= ~m
-        live |= g.reads_flags()
-        if g.raises or (g.jcc >= 0 and i < k - 1):  # a refusal or a side exit needs them all
-            live = ALL_STATUS
+        if first_io < 0:
+            out.append(f"    if room < {k} or wroom < {k}: return 0")
+        else:
+            out.append(f"    if room < {k} or wroom <= {first_io}: return 0")
+    drop, want, fused, pre, post = _flag_plan(gens, skips, joins, loop)
     anymem = any(g.memio and not g.io for g in gens)
     anyraise = any(g.raises for g in gens)
     ind = "    "
@@ -467,16 +584,10 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
         nio_at.append(nio)
         if g.ins.op in (0xEC, 0xED, 0xEE, 0xEF) and dx is not None:
             g = _with_port(g, dx)
-        prev = gens[i - 1] if i > 0 and i not in joins else None
         if g.jcc >= 0:
             t_, n_ = g.jcc_ips
-            if g.jcc in (4, 5) and prev is not None and prev.zf_r and want[i - 1] & 0x40:
-                # JZ/JNZ right after the instruction that set ZF: test its result directly
-                cond = "not r" if g.jcc == 4 else "r"
-            elif g.jcc in (2, 3) and prev is not None and prev.cf_t and want[i - 1] & 1:
-                # JB/JAE right after ADD/SUB/CMP: the carry or borrow from the wide result
-                cond = prev.cf_t if g.jcc == 2 else f"not ({prev.cf_t})"
-            else:
+            cond = fused[i]
+            if not cond:
                 out.append(f"{ind}f = s[9]")
                 cond = COND[g.jcc]
             if i == k - 1:
@@ -489,7 +600,8 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
                 out.append(f"{ind}pass")
             else:
                 # a side exit: taken, the block ends here; not taken, it runs on
-                out.append(f"{ind}if {cond}: s[8] = {t_:#x}; return {_rc(loop, body_io, i + 1, nio, last, sk)}")
+                out.append(f"{ind}if {cond}: {_fix(gens, pre.get(i))}s[8] = {t_:#x}; "
+                           f"return {_rc(loop, body_io, i + 1, nio, last, sk)}")
             continue
         if i > 0 and g.raises:
             out.append(f"{ind}s[8] = {g.ins.ip:#x}")
@@ -505,7 +617,8 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             last = i + 1
             if i < k - 1 or loop:
                 # the device may have asked the emulator to stop (Emulator.request_stop)
-                out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last, sk)}")
+                out.append(f"{ind}if stopq[0]: {_fix(gens, post.get(i))}s[8] = {g.next:#x}; "
+                           f"return {_rc(loop, body_io, i + 1, nio, last, sk)}")
         if g.ins.op == 0xBA and g.ins.osz == 16:
             dx = g.ins.imm
         elif any("s[2] =" in ln for ln in g.lines):  # every DX/DL/DH/EDX write has this form
@@ -516,14 +629,16 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             # an MMIO access is IO: leave the block right after it, so IO is counted exactly
             # (after a join, the position of this access is past the skip too)
             rc = _rc(loop, body_io, i + 1, nio + 1, i + 1, sk, last_sk=sk)
+            fix = _fix(gens, post.get(i))
             if g.falls and i < k - 1:
-                out.append(f"{ind}if io[0]: s[8] = {g.next:#x}; return {rc}")
+                out.append(f"{ind}if io[0]: {fix}s[8] = {g.next:#x}; return {rc}")
             else:
-                out.append(f"{ind}if io[0]: return {rc}")
+                out.append(f"{ind}if io[0]: {fix}return {rc}")
         if g.writes and not g.io and (i < k - 1 or loop):
             # the write reached code fetched in this run (self-modifying code: the slow path
             # set stopq) or a device asked for a stop: leave right after the writing instruction
-            out.append(f"{ind}if stopq[0]: s[8] = {g.next:#x}; return {_rc(loop, body_io, i + 1, nio, last, sk)}")
+            out.append(f"{ind}if stopq[0]: {_fix(gens, post.get(i))}s[8] = {g.next:#x}; "
+                       f"return {_rc(loop, body_io, i + 1, nio, last, sk)}")
     if not loop:
         out.append(f"{ind}return {_rc(False, body_io, k, nio, last, sk)}")
     else:
@@ -533,11 +648,19 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             # every IO instruction comes before any skip (see _skips): its place is fixed
             out.append(f"{ind}ios += {nio}; lst = done - {k - last}{' + sk' if sk else ''}")
         rc = f"done | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}" if body_io else "done"
-        out.append(f"{ind}if s[8] != {loop_ip:#x} or done + {k} > room: return {rc}")
+        if first_io < 0:
+            # no port IO: the window only shrinks, so every iteration must fit in it too
+            more = f"done + {k} > room or done + {k} > wroom"
+        else:
+            # the window reopens at each IO: the next iteration's first IO comes
+            # gap = (instructions after the last IO) + (instructions before the first) later
+            more = f"done + {k} > room or win <= {k - last + first_io}"
+        out.append(f"{ind}if s[8] != {loop_ip:#x} or {more}: return {rc}")
     out = _forward_stores(out)
     store_back = ""
+    rename = None
     if k > 1 or loop:
-        out, store_back = _cache_registers(out)
+        out, store_back, rename = _cache_registers(out)
     if trying:
         idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
         ios_at = {gg.ins.ip: nio_at[i] for i, gg in enumerate(gens)}
@@ -551,6 +674,13 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             out.append(f"        r_.done = {idx!r}[s[8]]{sub}")
             if nio:
                 out.append(f"        r_.ios = {ios_at!r}[s[8]]")
+        for b, pairs in pre.items():
+            if not gens[b].raises:
+                continue  # a side exit: its fix-up is in its taken branch
+            # a refusal before instruction b: the status flags it found, from the locals
+            # of the instructions that produced them (their flag lines were dropped)
+            fix = _fix(gens, pairs)[:-2]
+            out.append(f"        if s[8] == {gens[b].ins.ip:#x}: {rename(fix) if rename else fix}")
         if store_back:
             out.append(f"        {store_back}")
         out.append("        raise")
@@ -570,13 +700,13 @@ def _cache_registers(lines: list[str]) -> tuple[list[str], str]:
     IF (the engine's stop check); IF cannot rise inside emulated code (STI and a POPF setting IF
     are refused), so a stale IF can only ask for a stop that was not needed."""
     head, body = lines[:2], lines[2:]
-    if not head[1].startswith("    if room <"):
+    if not head[1].startswith("    if room <"):  # the decline check stays before the loads
         head, body = lines[:1], lines[1:]
     used = sorted({int(n) for ln in body for n in _SREF.findall(ln)} - {8})
     written = sorted({int(n) for ln in body for n in _SWRITE.findall(ln)} - {8})
     store = "; ".join(f"s[{n}] = _{n}" for n in written)
     if not used:
-        return lines, ""
+        return lines, "", None
     sub = (lambda m: m.group(0) if m.group(1) == "8" else f"_{m.group(1)}")
     load = "    " + "; ".join(f"_{n} = s[{n}]" for n in used)
     out = head + [load]
@@ -585,7 +715,7 @@ def _cache_registers(lines: list[str]) -> tuple[list[str], str]:
         if store and "return" in ln:
             ln = re.sub(r"\breturn\b", f"{store}; return", ln)
         out.append(ln)
-    return out, store
+    return out, store, (lambda ln: _SREF.sub(sub, ln))
 
 
 _STORE8 = re.compile(r"^(\s*)s\[(\d)\] = s\[\2\] & 0xFF00 \| \((\w+)\)$")

@@ -33,10 +33,15 @@ _NO_CODE = 1 << 62
 _DEADLINE_STRIDE = 256  # executions between clock reads when a deadline is set
 # A run meeting new code stops at a miss once its deadline is this far behind (see run).
 COLD_SLACK_NS = 20_000_000
-# A basic block holds at most this many instructions.  Blocks run only while at least this many
-# instructions remain before the next limit (budget, IO window, deadline check); closer to a
-# limit the loop runs single instructions, so limits are exact.
-MAX_BLOCK = 16
+# A basic block holds at most this many instructions (an unrolled polling loop of 16 bytes is
+# 114: one dispatch for all of it).  A block runs only when its whole length fits in the room
+# left before the budget (and the deadline stride), and its first port IO comes before the IO
+# window closes; otherwise the loop runs single instructions, so limits are exact.
+MAX_BLOCK = 128
+# New blocks are built only when at least this much room is left, and no longer than the room:
+# near the end of a budget the run goes on with single instructions instead of compiling a
+# block at every IP that would decline to run.
+MIN_BLOCK_ROOM = 16
 # The decode cache and the block cache each hold at most this many (address, IP) keys by default
 # (``Emulator.cache_limit``, the command line's --decode-cache), least recently used dropped
 # first: a guest that generates endless distinct code must not grow host memory without bound.
@@ -345,9 +350,12 @@ class Emulator:
         self.compiled += 1
         return loc["f"]
 
-    def block(self, cs_base: int, ip: int, hi: int) -> Block | None:
+    def block(self, cs_base: int, ip: int, hi: int, limit: int = MAX_BLOCK,
+              wroom: int = ROOM_MAX) -> Block | None:
         """The basic block starting at cs_base:ip and ending below ``hi``, from the cache when
-        its bytes still match, else newly compiled; None when it would hold one instruction."""
+        its bytes still match, else newly compiled with at most ``limit`` instructions and, when
+        no port IO comes first, at most ``wroom`` (a longer IO-free stretch could not run in
+        the IO window left); None when it would hold one instruction."""
         lin = cs_base + ip
         key = (lin, ip)
         ram = self.mem.ram
@@ -362,7 +370,7 @@ class Emulator:
         gens = []
         at = ip
         tail = -1  # instructions since the last IO instruction (-1: no IO yet)
-        while len(gens) < MAX_BLOCK and at < hi:
+        while len(gens) < limit and at < hi and (tail >= 0 or len(gens) < wroom):
             ins = self.lookup(cs_base, at)
             if not ins.supported:
                 break
@@ -468,6 +476,7 @@ class Emulator:
                 return Stop(stops.DEADLINE)
             stride = _DEADLINE_STRIDE
         hard = min(max_insns, io_limit)
+        win = io_window if io_window is not None else ROOM_MAX
         check = stride
         limit = min(hard, check)
         # With an IO window shorter than a block's tail after IO, only single instructions
@@ -489,9 +498,13 @@ class Emulator:
                         break
                     check = n + stride
                     limit = min(hard, check)
-                room = hard - n
+                # ``room``: what the budget (and the deadline stride) leaves, exactly; ``wroom``:
+                # how many more instructions may run before port IO must come.  A block checks
+                # both against its length and the place of its first IO (codegen.assemble).
+                room = max_insns - n
                 if room > stride:
                     room = stride
+                wroom = io_limit - n
                 f = bget(s[8])
                 if f is None:
                     # -- the miss path: validate, compile, install ------------------------------
@@ -520,13 +533,13 @@ class Emulator:
                         end = lin + ins.length
                         # Cold code: when a block will run from here, the single-instruction
                         # function is compiled only if a block turns out impossible.
-                        if not (blocks_ok and hard - n >= MAX_BLOCK):
+                        if not (blocks_ok and room >= MIN_BLOCK_ROOM):
                             single = live[ip] = ins.fn or self._single(ins)
                     else:
                         end = lin
                     f = single
-                    if blocks_ok:
-                        b = self.block(cs_base, ip, hi)
+                    if blocks_ok and room >= MIN_BLOCK_ROOM:
+                        b = self.block(cs_base, ip, hi, min(MAX_BLOCK, room), wroom)
                         if b is not None:
                             f = b.fn
                             end = lin + len(b.bytes)
@@ -545,8 +558,8 @@ class Emulator:
                             self._ip_lo = ip
                         if end - cs_base > self._ip_hi:
                             self._ip_hi = end - cs_base
-                r = f(room)
-                if r == 0:  # the block is longer than the room left: one instruction only
+                r = f(room, wroom, win)
+                if r == 0:  # the block does not fit in the room left: one instruction only
                     g = live.get(s[8])
                     if g is None:  # not compiled yet (see the cold-code rule above)
                         ins = self.lookup(cs_base, s[8])

@@ -257,3 +257,94 @@ def test_a_refusal_after_a_skip_counts_only_executed_instructions():
         a, b = _both_ways(code, 1000, None, ecx=10, ebx=0x3FFF, eax=al)
         assert a == b, al
         assert a[0][-1][0] == stops.FAULT
+
+
+# -- every way out of a block leaves exact flags ------------------------------------------------
+# A block drops status-flag computations that later instructions overwrite; on the paths that
+# leave the block early (a side exit, a refusal, a stop a device asked for during IO) it must
+# recompute them.  Random programs here add such exits: OUT/IN to a device that asks for a stop
+# on every other access, a word read at the segment limit (#GP, refused) and DIV BL (#DE when BL
+# is 0 or the quotient does not fit, refused).  The state at every stop must be that of single
+# steps after as many instructions.
+
+STOPPER = 0x84
+
+
+class Stopper:
+    """A port device that asks the emulator to stop on every other access."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.emu = None
+
+    def _access(self) -> None:
+        self.n += 1
+        if self.n % 2:
+            self.emu.request_stop()
+
+    def read(self, offset: int) -> int:
+        self._access()
+        return self.n * 37 & 0xFF
+
+    def write(self, offset: int, value: int) -> None:
+        self._access()
+
+
+def exits_insn(rng: random.Random) -> bytes:
+    r = rng.random()
+    if r < 0.08:
+        return bytes([0xE6, STOPPER])          # out 0x84, al
+    if r < 0.12:
+        return bytes([0xE4, STOPPER])          # in al, 0x84
+    if r < 0.135:
+        return bytes.fromhex("8b06ffff")       # mov ax, [0xffff]: #GP, refused
+    if r < 0.16:
+        return bytes([0xF6, 0xF3])             # div bl: #DE (refused) or flags
+    return random_insn(rng)
+
+
+def _exits_trail(code: bytes, regs: dict, use_blocks: bool) -> dict[int, tuple]:
+    """State at every stop (blocks) or after every instruction (single steps), by count."""
+    mem, pio, emu = make(code)
+    dev = Stopper()
+    dev.emu = emu
+    pio.register(STOPPER, 1, dev)
+    emu.use_blocks = use_blocks
+    cpu = CpuState(ip=CODE, ds=DATA_SEG, es=DATA_SEG, ss=0x100, esp=0x8000, **regs)
+    at, n = {0: _state(cpu, mem, pio)}, 0
+    while n < 400:
+        stop = emu.run(cpu, max_insns=min(150, 400 - n) if use_blocks else 1)
+        n += stop.insns
+        at[n] = (stop.reason if stop.reason != stops.BUDGET else "",) + _state(cpu, mem, pio)
+        if stop.reason not in (stops.BUDGET, stops.REQUESTED, stops.SMC):
+            break
+    return at
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), regs=st.lists(st.integers(0, 0xFFFFFFFF), min_size=7, max_size=7),
+       flags=st.integers(0, 0xFFF))
+def test_every_exit_from_a_block_leaves_exact_flags(seed, regs, flags):
+    rng = random.Random(seed)
+    code = b"".join(exits_insn(rng) for _ in range(rng.randrange(3, 60))) + b"\xf4"
+    regs = dict(eax=regs[0], ecx=regs[1] & 0xFF, edx=regs[2], ebx=regs[3] & 0x3F, ebp=regs[4],
+                esi=regs[5] & 0xFF, edi=regs[6] & 0xFF, flags=(flags & 0xCD5) | 2)
+    blocks = _exits_trail(code, regs, True)
+    steps = _exits_trail(code, regs, False)
+    for n, state in blocks.items():
+        assert n in steps, (code.hex(), n)
+        assert state[1:] == steps[n][1:], (code.hex(), n, state[0])
+    last = max(blocks)
+    assert last == max(steps), (code.hex(), last, max(steps))
+    assert blocks[last] == steps[last], code.hex()
+
+
+def test_a_stop_during_out_after_a_dead_flag_write_leaves_exact_flags():
+    # add al, 1 (its flags are dead in the block: SUB overwrites them); out 0x84, al (the device
+    # asks for a stop: the block leaves right after it); sub al, 1; hlt
+    code = bytes.fromhex("0401" "e684" "2c01" "f4")
+    for al in (0x7F, 0xFF, 0x0F):
+        blocks = _exits_trail(code, dict(eax=al), True)
+        steps = _exits_trail(code, dict(eax=al), False)
+        assert blocks[2] == steps[2], al
+        assert blocks[2][0] == stops.REQUESTED
