@@ -179,6 +179,33 @@ class Uart16550:
         self._put = getattr(sink, "byte", None) or (lambda value: sink(bytes((value,))))
 
     # --- guest side ----------------------------------------------------------------------------
+    def byte_ops(self, offset: int) -> tuple[Callable[[int], int] | None,
+                                             Callable[[int, int], None] | None]:
+        """Accessors of one register for a port bus's byte IO (PortBus.byte_readers): a reader
+        taking the port and a writer taking the port and the value, each doing exactly what
+        read(offset) / write(offset, value) do, or None.  Polled output reads LSR and writes
+        THR for every byte; these two skip the register dispatch of read and write."""
+        if offset == THR:
+            return None, self._thr_op
+        if offset == LSR:
+            return self._lsr_op, None
+        return None, None
+
+    def _thr_op(self, port: int, value: int) -> None:
+        if not (self.lcr & LCR_DLAB or self._irq_level or self.ier & IER_ETBEI
+                or self.mcr & MCR_LOOP):
+            # the polled-output path of _write_thr: no interrupt edge can happen
+            self._put(value & 0xFF)
+            self.tx_count += 1
+            self._thr_pending = True
+            return
+        self.write(THR, value)
+
+    def _lsr_op(self, port: int) -> int:
+        if not self._lsr_errors:  # the polling path of read(LSR)
+            return LSR_THRE | LSR_TEMT | LSR_DR if self._rx else LSR_THRE | LSR_TEMT
+        return self.read(LSR)
+
     def read(self, offset: int) -> int:
         if offset == LSR and not self._lsr_errors:
             # The polling hot path: nothing to reset, so the IRQ line cannot change.

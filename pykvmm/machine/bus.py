@@ -145,11 +145,14 @@ class PortBus(_Bus):
         self._writers: dict[int, tuple] = {}
         self._readers: dict[int, tuple] = {}
         # Per-port byte accessors for the emulator's compiled IN/OUT: ``byte_readers[port](port)``
-        # and ``byte_writers[port](port, value)`` do exactly what read(port, 1) and
-        # write(port, 1, value) do (count, log, route), one call and one list index instead of
-        # the general path's size test and dict lookup.  Unclaimed ports share one function.
+        # and ``byte_writers[port](port, value)`` do what read(port, 1) and write(port, 1,
+        # value) do (log, route, unclaimed ports) except counting: the caller adds 1 to
+        # ``op_counts[port]`` itself (compiled code does it inline, one call fewer per IO).
+        # A device may offer its own accessors for some registers (``byte_ops``, e.g. the
+        # UART's THR and LSR): used while the port is not routed elsewhere and no log is set.
         self.byte_readers: list = []
         self.byte_writers: list = []
+        self._fast: dict[int, tuple] = {}  # port -> the device's (reader, writer), either None
         self._build_byte_accessors()
 
     @property
@@ -163,27 +166,22 @@ class PortBus(_Bus):
             self._build_byte_accessors()  # the accessors log only when a log is set
 
     def _build_byte_accessors(self) -> None:
-        counts = self.op_counts
         ur, uw = self.unclaimed_reads, self.unclaimed_writes
         log = self._log
         if log is None:
             def unclaimed_read(port: int) -> int:
-                counts[port] += 1
                 ur[port] = ur.get(port, 0) + 1
                 return 0xFF
 
             def unclaimed_write(port: int, value: int) -> None:
-                counts[port] += 1
                 uw[port] = uw.get(port, 0) + 1
         else:
             def unclaimed_read(port: int) -> int:
-                counts[port] += 1
                 ur[port] = ur.get(port, 0) + 1
                 log("pio", port, False, 1, 0xFF)
                 return 0xFF
 
             def unclaimed_write(port: int, value: int) -> None:
-                counts[port] += 1
                 log("pio", port, True, 1, value)
                 uw[port] = uw.get(port, 0) + 1
         if self.byte_readers:  # rebuilt in place: compiled code holds these lists
@@ -196,37 +194,36 @@ class PortBus(_Bus):
             self._set_byte_accessors(port)
 
     def _set_byte_accessors(self, port: int) -> None:
-        counts = self.op_counts
         log = self._log
         rd, roff = self._readers[port]
         wr, woff = self._writers[port]
         if log is None:
             def read(port: int) -> int:
-                counts[port] += 1
                 return rd(roff) & 0xFF
 
             def write(port: int, value: int) -> None:
-                counts[port] += 1
                 wr(woff, value & 0xFF)
         else:
             def read(port: int) -> int:
-                counts[port] += 1
                 value = rd(roff) & 0xFF
                 log("pio", port, False, 1, value)
                 return value
 
             def write(port: int, value: int) -> None:
-                counts[port] += 1
                 log("pio", port, True, 1, value)
                 wr(woff, value & 0xFF)
-        self.byte_readers[port] = read
-        self.byte_writers[port] = write
+        fast_read, fast_write = self._fast.get(port, (None, None)) if log is None else (None, None)
+        self.byte_readers[port] = fast_read or read
+        self.byte_writers[port] = fast_write or write
 
     def register(self, base: int, length: int, device: object, name: str = "") -> None:
         super().register(base, length, device, name)
+        ops = getattr(device, "byte_ops", None)
         for port in range(base, base + length):
             self._writers[port] = (device.write, port - base)  # type: ignore[attr-defined]
             self._readers[port] = (device.read, port - base)  # type: ignore[attr-defined]
+            if ops is not None:
+                self._fast[port] = ops(port - base)
             self._set_byte_accessors(port)
 
     def route(self, port: int, read: Callable[[int], int] | None = None,
@@ -236,10 +233,14 @@ class PortBus(_Bus):
         of a device need.  Counting and the IO log stay the bus's."""
         if port not in self._readers:
             raise BusError(f"pio port {port:#x} is not registered; register its device first")
+        fast_read, fast_write = self._fast.get(port, (None, None))
         if read is not None:
             self._readers[port] = (read, self._readers[port][1])
+            fast_read = None  # the device's own accessor would bypass the route
         if write is not None:
             self._writers[port] = (write, self._writers[port][1])
+            fast_write = None
+        self._fast[port] = (fast_read, fast_write)
         self._set_byte_accessors(port)
 
     def _read_byte(self, addr: int) -> int:

@@ -760,6 +760,7 @@ def _with_port(g: Gen, port: int) -> Gen:
     c.__dict__.update(g.__dict__)
     c.lines = [ln.replace("pio_read(s[2],", f"pio_read({port:#x},")
                .replace("pio_write(s[2],", f"pio_write({port:#x},")
+               .replace("pc[s[2]]", f"pc[{port:#x}]")
                .replace("pr8[s[2]](s[2])", f"pr8[{port:#x}]({port:#x})")
                .replace("pw8[s[2]](s[2],", f"pw8[{port:#x}]({port:#x},") for ln in g.lines]
     return c
@@ -1321,14 +1322,22 @@ def _body(g: Gen, ins: Insn) -> None:
         port = f"{ins.imm:#x}" if op < 0xEC else "s[2]"
         # the bus returns a value of exactly w/8 bytes (PortBus.read); a byte goes through the
         # port's own accessor (PortBus.byte_readers: the same effects, one call)
-        e(f"v = pr8[{port}]({port})" if w == 8 else f"v = pio_read({port}, {w // 8})")
+        if w == 8:
+            e(f"pc[{port}] += 1")  # the bus's count (PortBus.byte_readers do not count)
+            e(f"v = pr8[{port}]({port})")
+        else:
+            e(f"v = pio_read({port}, {w // 8})")
         g.wreg(w, 0, "v")
         g.io = True
         return
     if op in (0xE6, 0xE7, 0xEE, 0xEF):
         w = 8 if op in (0xE6, 0xEE) else osz
         port = f"{ins.imm:#x}" if op < 0xEE else "s[2]"
-        e(f"pw8[{port}]({port}, {g.rreg(w, 0)})" if w == 8 else f"pio_write({port}, {w // 8}, {g.rreg(w, 0)})")
+        if w == 8:
+            e(f"pc[{port}] += 1")
+            e(f"pw8[{port}]({port}, {g.rreg(w, 0)})")
+        else:
+            e(f"pio_write({port}, {w // 8}, {g.rreg(w, 0)})")
         g.io = True
         return
 

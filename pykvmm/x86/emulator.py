@@ -38,6 +38,14 @@ COLD_SLACK_NS = 20_000_000
 # left before the budget (and the deadline stride), and its first port IO comes before the IO
 # window closes; otherwise the loop runs single instructions, so limits are exact.
 MAX_BLOCK = 128
+# Tiers: compiling costs about 100-200 us an instruction here, so a block gets MAX_BLOCK
+# instructions only where a loop starts (an IP that control went back to: a taken backward
+# jump seen by the run loop), and at most SHORT_BLOCK elsewhere.  Otherwise every place a run
+# starts (the instruction after each trapped IO) would compile its own long copy of the code
+# that follows it.
+SHORT_BLOCK = 16
+CUT_LIMIT, CUT_WINDOW = 1, 2  # why a block ended early (Block.cut)
+LOOP_HEADS = 4096  # loop heads remembered (linear addresses), all forgotten when full
 # New blocks are built only when at least this much room is left, and no longer than the room:
 # near the end of a budget the run goes on with single instructions instead of compiling a
 # block at every IP that would decline to run.
@@ -78,10 +86,14 @@ class Block:
     transfers control, does IO, writes memory or is a string instruction.  Validated as a
     whole: its ``bytes`` must equal guest memory at ``lin``."""
 
-    __slots__ = ("lin", "ip", "end", "bytes", "fn", "count")
+    __slots__ = ("lin", "ip", "end", "bytes", "fn", "count", "cut")
 
-    def __init__(self, lin: int, ip: int, end: int, code: bytes, fn: Any, count: int):
+    def __init__(self, lin: int, ip: int, end: int, code: bytes, fn: Any, count: int,
+                 cut: int = 0):
         self.lin, self.ip, self.end, self.bytes, self.fn, self.count = lin, ip, end, code, fn, count
+        # 0: ended by its code; CUT_LIMIT / CUT_WINDOW: by the length asked for, or by the IO
+        # window before any port IO (a longer block may be built there later)
+        self.cut = cut
 
 
 class Emulator:
@@ -117,6 +129,7 @@ class Emulator:
         self._ip_hi = 0
         self._spans: list[tuple[int, int, bytes]] = []
         self._ctx_key: tuple[int, int, int] | None = None
+        self._heads: set[int] = set()  # loop heads (linear addresses): see SHORT_BLOCK
         self._ctxs: OrderedDict = OrderedDict()  # other ranges' saved contexts (_switch_context)
         self.compiled = 0  # instructions compiled so far (tests and stats)
         # Decodes at an address whose cached instructions no longer match guest memory: code
@@ -175,9 +188,12 @@ class Emulator:
         pio = self.pio
         pr8 = getattr(pio, "byte_readers", None)
         pw8 = getattr(pio, "byte_writers", None)
-        if pr8 is None or pw8 is None:  # another bus: the same calls through its read/write
+        pc = getattr(pio, "op_counts", None)  # compiled IN/OUT count here (see PortBus)
+        if pr8 is None or pw8 is None or pc is None:
+            # another bus: the same calls through its read/write, which count themselves
             pr8 = [lambda port: pio.read(port, 1)] * 0x10000
             pw8 = [lambda port, value: pio.write(port, 1, value)] * 0x10000
+            pc = [0] * 0x10000
         return {
             "s": self._s, "ram": ram, "io": io, "stopq": self._stopq, "cl": _NO_CODE, "ch": 0,
             "rb": lambda a: routed_read(a, 1), "rw": lambda a: routed_read(a, 2),
@@ -186,7 +202,7 @@ class Emulator:
             "wd": lambda a, v: routed_write(a, 4, v),
             "chk": chk, "wblk": wblk, "rblk": rblk, "ifb": int.from_bytes,
             "pio_read": self.pio.read, "pio_write": self.pio.write,
-            "pr8": pr8, "pw8": pw8,
+            "pr8": pr8, "pw8": pw8, "pc": pc,
             "Refuse": Refuse, "FAULT": stops.FAULT, "TRAP_FLAG": stops.TRAP_FLAG,
             "IRQ_WINDOW": stops.IRQ_WINDOW,
             "SZP8": alu.SZP8, "SZP16": alu.SZP16, "PAR": alu.PAR, "shift": alu.shift,
@@ -363,14 +379,23 @@ class Emulator:
         entries = bcache.get(key)
         if entries:
             for b in entries:
-                if b.end <= hi and ram[lin:lin + len(b.bytes)] == b.bytes:
+                if (b.end <= hi and (not b.cut or b.count >= (limit if b.cut == CUT_LIMIT
+                                                              else min(limit, wroom)))
+                        and ram[lin:lin + len(b.bytes)] == b.bytes):
                     del bcache[key]  # most recently used last
                     bcache[key] = entries
                     return b
         gens = []
         at = ip
         tail = -1  # instructions since the last IO instruction (-1: no IO yet)
-        while len(gens) < limit and at < hi and (tail >= 0 or len(gens) < wroom):
+        cut = 0
+        while at < hi:
+            if len(gens) >= limit:
+                cut = CUT_LIMIT
+                break
+            if tail < 0 and len(gens) >= wroom:
+                cut = CUT_WINDOW
+                break
             ins = self.lookup(cs_base, at)
             if not ins.supported:
                 break
@@ -393,7 +418,7 @@ class Emulator:
         code = bytes(ram[lin:cs_base + at])
         what = b"B" + ip.to_bytes(4, "little") + (b"L" if loop_ip >= 0 else b"-") + code
         fn = self._exec(what, f"<x86 block {ip:04x}-{at:04x}>", lambda: assemble(gens, loop_ip))
-        b = Block(lin, ip, at, code, fn, len(gens))
+        b = Block(lin, ip, at, code, fn, len(gens), cut)
         if entries is None:
             if len(bcache) >= self.cache_limit:
                 del bcache[next(iter(bcache))]
@@ -461,6 +486,7 @@ class Emulator:
         grown = False
         bget = blocks.get
         sget = live.get
+        heads = self._heads
         n = 0
         ios = 0
         reason = ""
@@ -505,7 +531,8 @@ class Emulator:
                 if room > stride:
                     room = stride
                 wroom = io_limit - n
-                f = bget(s[8])
+                at = s[8]
+                f = bget(at)
                 if f is None:
                     # -- the miss path: validate, compile, install ------------------------------
                     ip = s[8]
@@ -539,7 +566,8 @@ class Emulator:
                         end = lin
                     f = single
                     if blocks_ok and room >= MIN_BLOCK_ROOM:
-                        b = self.block(cs_base, ip, hi, min(MAX_BLOCK, room), wroom)
+                        most = MAX_BLOCK if lin in heads else SHORT_BLOCK
+                        b = self.block(cs_base, ip, hi, min(most, room), wroom)
                         if b is not None:
                             f = b.fn
                             end = lin + len(b.bytes)
@@ -565,6 +593,12 @@ class Emulator:
                         ins = self.lookup(cs_base, s[8])
                         g = live[s[8]] = ins.fn or self._single(ins)
                     r = g(room)
+                if s[8] <= at and cs_base + s[8] not in heads:
+                    # control went back: a loop starts there, and gets a long block
+                    if len(heads) >= LOOP_HEADS:
+                        heads.clear()
+                    heads.add(cs_base + s[8])
+                    blocks.pop(s[8], None)
                 if r < RC_IO:  # no IO (see codegen.retcode)
                     n += r
                 else:

@@ -140,8 +140,9 @@ def test_route_of_an_unregistered_port_is_refused():
 
 
 def test_byte_accessors_do_what_read_and_write_do_with_and_without_a_log():
-    """PortBus.byte_readers/byte_writers (the emulator's IN/OUT of one byte) must count, log,
-    route and treat unclaimed ports exactly like read(port, 1) and write(port, 1, v)."""
+    """PortBus.byte_readers/byte_writers (the emulator's IN/OUT of one byte), with the caller
+    counting in op_counts as compiled code does, must log, route and treat unclaimed ports
+    exactly like read(port, 1) and write(port, 1, v)."""
     results = []
     for accessors in (False, True):
         for logged in (False, True):
@@ -155,7 +156,9 @@ def test_byte_accessors_do_what_read_and_write_do_with_and_without_a_log():
             trail = []
             for port, value in ((0x100, 0x11), (0x101, 0x122), (0x103, 3), (0x200, 9)):
                 if accessors:
+                    bus.op_counts[port] += 1
                     bus.byte_writers[port](port, value)
+                    bus.op_counts[port] += 1
                     trail.append(bus.byte_readers[port](port))
                 else:
                     bus.write(port, 1, value)
