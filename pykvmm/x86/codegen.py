@@ -656,6 +656,7 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             # gap = (instructions after the last IO) + (instructions before the first) later
             more = f"done + {k} > room or win <= {k - last + first_io}"
         out.append(f"{ind}if s[8] != {loop_ip:#x} or {more}: return {rc}")
+    out = _hoist_direction(out, gens)
     out = _forward_stores(out)
     store_back = ""
     rename = None
@@ -685,6 +686,26 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             out.append(f"        {store_back}")
         out.append("        raise")
     return "\n".join(out) + "\n"
+
+
+_DIRECTION = re.compile(r"^\s*d = -(\d) if s\[9\] & 0x400 else \1$")
+
+
+def _hoist_direction(lines: list[str], gens: list[Gen]) -> list[str]:
+    """String instructions step by ``d`` from DF, which they read every time.  When nothing in
+    the block writes FLAGS except status-flag lines (which keep DF) and every string
+    instruction steps by the same size, ``d`` is computed once, at the block's start."""
+    sizes = {m.group(1) for ln in lines if (m := _DIRECTION.match(ln))}
+    if len(sizes) != 1:
+        return lines
+    for g in gens:
+        for j, ln in enumerate(g.lines):
+            if j != g.flag_line and re.search(r"\bs\[9\] =(?!=)", ln):
+                return lines  # CLD, STD, POPF, SAHF...: DF may change inside the block
+    n = sizes.pop()
+    at = 2 if len(lines) > 1 and lines[1].startswith("    if room <") else 1
+    body = [ln for ln in lines[at:] if not _DIRECTION.match(ln)]
+    return lines[:at] + [f"    d = -{n} if s[9] & 0x400 else {n}"] + body
 
 
 _SREF = re.compile(r"\bs\[(\d+)\]")

@@ -30,12 +30,32 @@ def run_with_table(policy, table, vm_id, tmp_path):
         return m.engine.stats(), out.read_bytes()
 
 
+def _record_adds(table):
+    """Keys the table gets from now on (sites for fig5, digests for fig6)."""
+    added = []
+    add = table.add
+
+    def recording(key, *rest):
+        added.append(key)
+        add(key, *rest)
+
+    table.add = recording
+    return added
+
+
 def test_fig5_second_vm_takes_no_scans_for_blocks_the_first_learned(tmp_path):
     table = shared_table("fig5", 4096)
     first, out1 = run_with_table("fig5", table, 0, tmp_path)
+    learned = set(table.lru.d)
+    added = _record_adds(table)
     second, out2 = run_with_table("fig5", table, 1, tmp_path)
-    assert first["scans"] > 0
-    assert second["scans"] == 0
+    assert first["scans"] > 0 and learned
+    # The second VM scans only where the first never trapped: where exactly an emulation
+    # stops depends on host timing (its time budget, device deadlines), so a run may trap at
+    # a site the other did not.  A scan of a learned block would re-add its site here.
+    assert second["invalidations"] == 0
+    assert not learned & set(added), sorted(learned & set(added))
+    assert second["scans"] == len(added) < first["scans"]
     assert second["table_hits"] > 0 and second["blocks_emulated"] > 0
     assert out1 == out2
 
@@ -43,9 +63,14 @@ def test_fig5_second_vm_takes_no_scans_for_blocks_the_first_learned(tmp_path):
 def test_fig6_second_vm_takes_no_first_sighting_singles(tmp_path):
     table = shared_table("fig6", 4096)
     first, out1 = run_with_table("fig6", table, 0, tmp_path)
+    learned = set(table.lru.d)
+    added = _record_adds(table)
     second, out2 = run_with_table("fig6", table, 1, tmp_path)
     assert first["table_misses"] > 0  # first sightings: stored, then the single access
-    assert second["table_misses"] == 0
+    # as for fig5: first sightings only of blocks the first VM never met (timing may differ)
+    assert not learned & set(added)
+    assert second["table_misses"] == len(added) < first["table_misses"]
+    assert second["table_hits"] > 0
     assert out1 == out2
 
 
