@@ -251,12 +251,6 @@ class Machine:
         pio.register(layout.PORT_DEBUGCON, 1, self.debugcon, "debugcon")
         self.uart = Uart16550(sink=self.serial, irq=pic.line(layout.COM1_IRQ))
         pio.register(layout.COM1_BASE, 8, self.uart, "com1")
-        # Only the registers that show the guest listening (RBR, LSR, IER) need _Com1Input; THR
-        # writes, the polled-output hot path, go straight to the UART.
-        com1 = _Com1Input(self.uart, self)
-        pio.route(layout.COM1_BASE + _UART_RBR, read=com1.read)
-        pio.route(layout.COM1_BASE + _UART_LSR, read=com1.read)
-        pio.route(layout.COM1_BASE + _UART_IER, write=com1.write)
         self.uart2 = Uart16550(sink=self.serial2, irq=pic.line(layout.MMIO_UART_IRQ))
         self.mmio.register(layout.MMIO_UART_BASE, 8, self.uart2, "uart-mmio")
 
@@ -376,6 +370,14 @@ class Machine:
                 fd = -1
             if fd >= 0:
                 self.input_pump = InputPump(fd, kicker.kick)
+                # Only the registers that show the guest listening (RBR, LSR, IER) need
+                # _Com1Input, and only when there is input; THR writes, the polled-output hot
+                # path, always go straight to the UART (and LSR reads too without input).
+                com1 = _Com1Input(self.uart, self)
+                pio = self.pio
+                pio.route(layout.COM1_BASE + _UART_RBR, read=com1.read)
+                pio.route(layout.COM1_BASE + _UART_LSR, read=com1.read)
+                pio.route(layout.COM1_BASE + _UART_IER, write=com1.write)
                 self.input_pump.start()
         old_handlers = {}
         if threading.current_thread() is threading.main_thread():

@@ -54,6 +54,7 @@ MIN_BLOCK_ROOM = 16
 # (``Emulator.cache_limit``, the command line's --decode-cache), least recently used dropped
 # first: a guest that generates endless distinct code must not grow host memory without bound.
 DEFAULT_CACHE_ENTRIES = 4096  # both caches full of random code: about 29 MiB (measured)
+RC_LAST = 2 * RC_SHIFT  # where a return code keeps the place of its last IO (codegen.retcode)
 # Saved validated-code contexts, one per (CS base, lo, hi) range recently run (LRU).
 MAX_CONTEXTS = 64
 # Port IO does not end a block, but at most this many instructions may follow the block's last
@@ -487,6 +488,7 @@ class Emulator:
         bget = blocks.get
         sget = live.get
         heads = self._heads
+        rc_io = RC_IO
         n = 0
         ios = 0
         reason = ""
@@ -599,14 +601,14 @@ class Emulator:
                         heads.clear()
                     heads.add(cs_base + s[8])
                     blocks.pop(s[8], None)
-                if r < RC_IO:  # no IO (see codegen.retcode)
+                if r < rc_io:  # no IO (see codegen.retcode)
                     n += r
                 else:
                     ios += (r >> RC_SHIFT) & ROOM_MAX
                     if io_window is not None:
-                        io_limit = n + (r >> (2 * RC_SHIFT)) + io_window
-                        hard = min(max_insns, io_limit)
-                        limit = min(hard, check)
+                        io_limit = n + (r >> RC_LAST) + io_window
+                        hard = io_limit if io_limit < max_insns else max_insns
+                        limit = hard if hard < check else check
                     n += r & ROOM_MAX
                     if stopq[0]:  # a device asked for a stop (see request_stop)
                         reason = stops.SMC if stopq[0] == 1 else stops.REQUESTED
