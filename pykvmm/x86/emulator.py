@@ -543,7 +543,7 @@ class Emulator:
                 f = bget(at)
                 if f is None:
                     # -- the miss path: validate, compile, install ------------------------------
-                    ip = s[8]
+                    ip = at
                     if stopq[0]:
                         reason = stops.SMC if stopq[0] == 1 else stops.REQUESTED
                         break
@@ -551,7 +551,8 @@ class Emulator:
                         reason = stops.LEFT_RANGE
                         break
                     if deadline_ns is not None and time.monotonic_ns() >= deadline_ns + COLD_SLACK_NS:
-                        # Cold code compiles at ~1 ms a block here, so a run through much new
+                        # Cold code compiles at 100-200 us an instruction here (a few ms a
+                        # block, more for a long one at a loop head), so a run through much new
                         # code could overrun its deadline by far more than ``stride``
                         # instructions take (first runs of 50-260 ms were seen): bound that too,
                         # with a slack that lets an ordinary cold block finish (exit counts stay
@@ -559,6 +560,7 @@ class Emulator:
                         reason = stops.DEADLINE
                         break
                     lin = cs_base + ip
+                    build = blocks_ok and room >= MIN_BLOCK_ROOM
                     single = live.get(ip)
                     if single is None:
                         ins = self.lookup(cs_base, ip)
@@ -568,12 +570,12 @@ class Emulator:
                         end = lin + ins.length
                         # Cold code: when a block will run from here, the single-instruction
                         # function is compiled only if a block turns out impossible.
-                        if not (blocks_ok and room >= MIN_BLOCK_ROOM):
+                        if not build:
                             single = live[ip] = ins.fn or self._single(ins)
                     else:
                         end = lin
                     f = single
-                    if blocks_ok and room >= MIN_BLOCK_ROOM:
+                    if build:
                         most = MAX_BLOCK if lin in heads else SHORT_BLOCK
                         b = self.block(cs_base, ip, hi, min(most, room), wroom)
                         if b is not None:
