@@ -19,6 +19,7 @@ from __future__ import annotations
 import signal
 import threading
 
+from . import early_stop
 from .coalesce.engine import FIG5, FIG6, FIG7, OFF, TRACE, CoalescingEngine
 from .coalesce.hashing import Fig5Table, Fig6Table
 from .machine.kicker import KICK_SIGNAL
@@ -122,6 +123,8 @@ def run_vms(image: bytes, count: int, config: MachineConfig, policy: str = OFF, 
         old[KICK_SIGNAL] = signal.signal(KICK_SIGNAL, lambda s, f: None)
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, stop_all)
+        if early_stop.received:  # a signal during start-up: stop before the guests run
+            stop_all(early_stop.received[0], None)
     threads = [threading.Thread(target=worker, args=(i,), name=f"pykvmm-vcpu{i}") for i in range(count)]
     try:
         for t in threads:

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .. import early_stop
 from ..devices.a20 import FastA20
 from ..devices.cmos import Cmos
 from ..devices.debug_exit import DebugExit
@@ -383,6 +384,8 @@ class Machine:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old_handlers[sig] = signal.signal(sig, self._on_signal)
+            if early_stop.received:  # a signal during start-up: stop before the guest runs
+                self._on_signal(early_stop.received[0], None)
         start = time.perf_counter()
         if timeout is not None:
             self._timeout_at = time.monotonic_ns() + int(timeout * 1e9)

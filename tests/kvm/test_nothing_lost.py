@@ -149,3 +149,23 @@ def test_signal_during_start_up_is_quiet(tmp_path, sig, status):
         serial = tmp_path / "serial.txt"
         if serial.exists():
             assert serial.read_bytes() == expected(len(serial.read_bytes()))
+
+
+def test_a_signal_recorded_during_start_up_stops_the_run_before_the_guest(tmp_path):
+    """The first SIGTERM during start-up is only recorded (early_stop): Machine.run must honour
+    it at once, with SIGTERM's status and no guest output, rather than run the guest forever."""
+    from pykvmm import early_stop
+    from pykvmm.machine.machine import Machine, MachineConfig
+
+    guest = (tmp_path / "counter.bin")
+    _guest(tmp_path)
+    out = tmp_path / "serial.out"
+    early_stop.received[:] = [signal.SIGTERM]
+    try:
+        with Machine(MachineConfig(serial=f"file:{out}", serial_input=False)) as m:
+            m.load_guest(guest.read_bytes())
+            r = m.run(timeout=20)
+    finally:
+        early_stop.received.clear()
+    assert (r.end, r.exit_status) == ("interrupt", 143)
+    assert out.read_bytes() == b""
