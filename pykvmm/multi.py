@@ -31,15 +31,20 @@ from .machine.sinks import Sink
 class PrefixSink(Sink):
     """A sink that starts every line with a prefix (several VMs sharing stdout)."""
 
-    __slots__ = ("prefix", "_at_line_start")
+    __slots__ = ("prefix", "_at_line_start", "_n")
 
     def __init__(self, inner_fd: int | None, prefix: bytes, line_buffered: bool):
         super().__init__(inner_fd, owns=False, line_buffered=line_buffered, name="stdio")
         self.prefix = prefix
         self._at_line_start = True
+        self._n = 0
+
+    @property
+    def count(self) -> int:  # the buffer holds the prefixes too
+        return self._n
 
     def __call__(self, data: bytes) -> None:
-        self.count += len(data)
+        self._n += len(data)
         if self.fd is None:
             return
         out = bytearray()

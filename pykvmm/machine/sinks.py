@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Callable
 
 from ..errors import UsageError
 
@@ -16,19 +17,24 @@ _BUFFER_LIMIT = 64 * 1024  # bytes held before a write reaches the OS
 
 
 class Sink:
-    __slots__ = ("fd", "buf", "count", "_owns", "_line_buffered", "name")
+    __slots__ = ("fd", "buf", "_moved", "_owns", "_line_buffered", "name")
 
     def __init__(self, fd: int | None, owns: bool = False, line_buffered: bool = False, name: str = ""):
         self.fd = fd
         self.buf = bytearray()
-        self.count = 0  # bytes the guest wrote
+        self._moved = 0  # bytes that left ``buf`` (written, or dropped by a null sink)
         self._owns = owns
         self._line_buffered = line_buffered
         self.name = name
 
+    @property
+    def count(self) -> int:
+        """Bytes the guest wrote (kept as moved + buffered, so a raw append counts itself)."""
+        return self._moved + len(self.buf)
+
     def __call__(self, data: bytes) -> None:
-        self.count += len(data)
         if self.fd is None:
+            self._moved += len(data)
             return
         self.buf += data
         if len(self.buf) >= _BUFFER_LIMIT or (self._line_buffered and b"\n" in data):
@@ -37,16 +43,29 @@ class Sink:
     def byte(self, value: int) -> None:
         """One byte (a UART's THR write): the same as ``self(bytes((value,)))``, without
         building a bytes object for it."""
-        self.count += 1
         if self.fd is None:
+            self._moved += 1
             return
         buf = self.buf
         buf.append(value)
         if len(buf) >= _BUFFER_LIMIT or (value == 10 and self._line_buffered):
             self.flush()
 
+    def raw_buffer(self) -> tuple[bytearray, Callable[[], None], int] | None:
+        """(buf, flush, limit) for a device's hot path that appends bytes to ``buf`` itself and
+        calls ``flush()`` once ``len(buf) >= limit``: the same effect as ``byte``, without a
+        call per byte.  None when bytes need more than that (a line-buffered terminal flushes
+        at each newline)."""
+        if self._line_buffered or type(self) is not Sink:
+            return None
+        return self.buf, self.flush, _BUFFER_LIMIT
+
     def flush(self) -> None:
-        if self.fd is None or not self.buf:
+        if not self.buf:
+            return
+        self._moved += len(self.buf)
+        if self.fd is None:  # a null sink (raw appends reach its buffer too)
+            self.buf.clear()
             return
         view = memoryview(self.buf)
         try:

@@ -431,6 +431,72 @@ def test_byte_ops_do_what_read_and_write_do(ops):
     assert _driven(ops, True) == _driven(ops, False)
 
 
+def _driven_into_sink(ops, use_byte_ops: bool, path):
+    """_driven with a pykvmm Sink writing to a file (the THR accessor appends to its buffer
+    itself) and a small buffer limit, so flushes happen inside the history; the sink is
+    swapped for another halfway."""
+    from pykvmm.machine import sinks
+    first = sinks.open_sink(f"file:{path}.a")
+    second = sinks.open_sink(f"file:{path}.b")
+    irqs = []
+    u = Uart16550(first, irq=irqs.append)
+    fast = [u.byte_ops(off) for off in range(8)]
+    reads = []
+    peak = [0]
+    for i, (write, off, value) in enumerate(ops):
+        if i == len(ops) // 2:
+            u.set_sink(second)
+        reader, writer = fast[off] if use_byte_ops else (None, None)
+        if write:
+            writer(0x3F8 + off, value) if writer else u.write(off, value)
+        else:
+            reads.append(reader(0x3F8 + off) if reader else u.read(off))
+        if off == 7 and write:
+            u.receive(bytes([value]))
+        peak[0] = max(peak[0], len(first.buf), len(second.buf))
+    counts = (first.count, second.count)
+    first.close()
+    second.close()
+    return (reads, (path.parent / f"{path.name}.a").read_bytes(),
+            (path.parent / f"{path.name}.b").read_bytes(), counts, irqs, u.tx_count, peak[0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops=st.lists(st.tuples(st.booleans(), st.integers(0, 7), st.integers(0, 255)), max_size=80))
+@example(ops=[(True, 0, 0x41)] * 40 + [(True, 4, 0x08), (True, 1, 0x02), (False, 2, 0),
+              (True, 0, 0x42), (True, 4, 0x10), (True, 0, 0x43)])
+def test_thr_accessor_into_a_sink_buffer_does_what_write_does(ops, tmp_path_factory):
+    """The THR accessor appends to a pykvmm Sink's buffer itself (Sink.raw_buffer): the same
+    files, counts, interrupt edges and tx_count as write(), through flushes and a change of
+    sink."""
+    from unittest import mock
+
+    from pykvmm.machine import sinks
+    base = tmp_path_factory.mktemp("thr")
+    with mock.patch.object(sinks, "_BUFFER_LIMIT", 7):
+        fast = _driven_into_sink(ops, True, base / "fast")
+        slow = _driven_into_sink(ops, False, base / "slow")
+    assert fast[:-1] == slow[:-1]
+    assert fast[-1] <= 7  # the buffer never held more than its limit
+
+
+def test_thr_accessor_respects_the_line_buffered_terminal_rule(tmp_path):
+    """A line-buffered sink (a terminal) flushes at each newline; the THR accessor goes
+    through the sink's own byte call for it."""
+    from pykvmm.machine.sinks import Sink
+    import os
+    path = tmp_path / "tty"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    sink = Sink(fd, owns=True, line_buffered=True)
+    u = Uart16550(sink)
+    _, thr = u.byte_ops(0)  # THR
+    for b in b"ab\ncd":
+        thr(0x3F8, b)
+    assert path.read_bytes() == b"ab\n" and sink.count == 5 and u.tx_count == 5
+    sink.close()
+    assert path.read_bytes() == b"ab\ncd"
+
+
 def test_byte_ops_cover_thr_and_lsr_only():
     u = Uart16550(lambda b: None)
     assert [tuple(x is not None for x in u.byte_ops(off)) for off in range(8)] == [
