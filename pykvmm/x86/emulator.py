@@ -44,6 +44,10 @@ MAX_BLOCK = 128
 # starts (the instruction after each trapped IO) would compile its own long copy of the code
 # that follows it.
 SHORT_BLOCK = 16
+# A block also ends right before a known loop head, so that code running into a loop (a
+# routine's prologue) hands over to the loop's own long block.  (Ending a block after a Jcc
+# back to its first instruction, to make it a loop block, was tried: a poll's JZ back to
+# itself then cut the unrolled print loop into short blocks.)
 CUT_LIMIT, CUT_WINDOW = 1, 2  # why a block ended early (Block.cut)
 LOOP_HEADS = 4096  # loop heads remembered (linear addresses), all forgotten when full
 # New blocks are built only when at least this much room is left, and no longer than the room:
@@ -93,11 +97,12 @@ class Block:
     transfers control, does IO, writes memory or is a string instruction.  Validated as a
     whole: its ``bytes`` must equal guest memory at ``lin``."""
 
-    __slots__ = ("lin", "ip", "end", "bytes", "fn", "count", "cut")
+    __slots__ = ("lin", "ip", "end", "bytes", "fn", "count", "cut", "inner")
 
     def __init__(self, lin: int, ip: int, end: int, code: bytes, fn: Any, count: int,
-                 cut: int = 0):
+                 cut: int = 0, inner: tuple[int, ...] = ()):
         self.lin, self.ip, self.end, self.bytes, self.fn, self.count = lin, ip, end, code, fn, count
+        self.inner = inner  # linear addresses of its instructions after the first
         # 0: ended by its code; CUT_LIMIT / CUT_WINDOW: by the length asked for, or by the IO
         # window before any port IO (a longer block may be built there later)
         self.cut = cut
@@ -383,20 +388,25 @@ class Emulator:
         key = (lin, ip)
         ram = self.mem.ram
         bcache = self._bcache
+        heads = self._heads
         entries = bcache.get(key)
         if entries:
             for b in entries:
                 if (b.end <= hi and (not b.cut or b.count >= (limit if b.cut == CUT_LIMIT
                                                               else min(limit, wroom)))
-                        and ram[lin:lin + len(b.bytes)] == b.bytes):
+                        and ram[lin:lin + len(b.bytes)] == b.bytes
+                        and not any(a in heads for a in b.inner)):
                     del bcache[key]  # most recently used last
                     bcache[key] = entries
                     return b
         gens = []
+        inner = []
         at = ip
         tail = -1  # instructions since the last IO instruction (-1: no IO yet)
         cut = 0
         while at < hi:
+            if gens and cs_base + at in heads:
+                break  # a loop starts here: its own block runs it
             if len(gens) >= limit:
                 cut = CUT_LIMIT
                 break
@@ -406,6 +416,8 @@ class Emulator:
             ins = self.lookup(cs_base, at)
             if not ins.supported:
                 break
+            if gens:
+                inner.append(cs_base + at)
             gens.append(ins.gen)
             at += ins.length
             if ins.gen.term:
@@ -425,7 +437,7 @@ class Emulator:
         code = bytes(ram[lin:cs_base + at])
         what = b"B" + ip.to_bytes(4, "little") + (b"L" if loop_ip >= 0 else b"-") + code
         fn = self._exec(what, f"<x86 block {ip:04x}-{at:04x}>", lambda: assemble(gens, loop_ip))
-        b = Block(lin, ip, at, code, fn, len(gens), cut)
+        b = Block(lin, ip, at, code, fn, len(gens), cut, tuple(inner))
         if entries is None:
             if len(bcache) >= self.cache_limit:
                 del bcache[next(iter(bcache))]
@@ -608,7 +620,9 @@ class Emulator:
                     if len(heads) >= LOOP_HEADS:
                         heads.clear()
                     heads.add(cs_base + s[8])
-                    blocks.pop(s[8], None)
+                    # blocks are rebuilt from there, and blocks running through it end
+                    # before it (Emulator.block): a rare event, once per loop
+                    blocks.clear()
                 if r < rc_io:  # no IO (see codegen.retcode)
                     n += r
                 else:
