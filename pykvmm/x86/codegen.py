@@ -53,6 +53,12 @@ class Unsupported(Exception):
         self.reason, self.detail = reason, detail
 
 
+# A call of the emulator's slow memory paths (routed RAM/ROM/MMIO accesses, range checks), with
+# what precedes it when it sets ``sl_`` first (Gen.rmem / Gen.wmem).  The fast path (RAM
+# below the video hole, outside fetched code) never calls them, so ``sl_`` stays 0 on it.
+_SLOW_CALL = re.compile(r"(\(sl_ := 1\) and |sl_ = 1; )?\b(?:rb|rw|rd|wb|ww|wd|chk|wblk|rblk)\(")
+
+
 def szp_expr(w: int, r: str = "r") -> str:
     if w == 8:
         return f"SZP8[{r}]"
@@ -134,6 +140,13 @@ class Gen:
         self.lines.append(line)
 
     @property
+    def marked(self) -> bool:
+        """Every slow-path call in this instruction sets ``sl_`` first (SLOW_MARK): its exit
+        checks after MMIO or a write into code can then be skipped while ``sl_`` is 0."""
+        calls = _SLOW_CALL.findall("\n".join(self.lines))
+        return all(pre for pre in calls)
+
+    @property
     def raises(self) -> bool:
         return self.memio or any("raise" in ln or "div(" in ln for ln in self.lines)
 
@@ -198,11 +211,13 @@ class Gen:
             self.e(f"if {o} > {0x10000 - n:#x}: raise Refuse(FAULT)")
 
     def rmem(self, n: int, a: str = "a") -> str:
+        # The slow path sets the local ``sl_`` first: only then can the access have been MMIO
+        # (see SLOW_MARK and assemble's exit checks).
         if n == 1:
-            return f"(ram[{a}] if {a} < 0xA0000 else rb({a}))"
+            return f"(ram[{a}] if {a} < 0xA0000 else (sl_ := 1) and rb({a}))"
         if n == 2:
-            return f"(ram[{a}] | ram[{a} + 1] << 8 if {a} < 0x9FFFF else rw({a}))"
-        return f"(ifb(ram[{a}:{a} + 4], 'little') if {a} < 0x9FFFD else rd({a}))"
+            return f"(ram[{a}] | ram[{a} + 1] << 8 if {a} < 0x9FFFF else (sl_ := 1) and rw({a}))"
+        return f"(ifb(ram[{a}:{a} + 4], 'little') if {a} < 0x9FFFD else (sl_ := 1) and rd({a}))"
 
     def wmem(self, n: int, v: str, a: str = "a") -> None:
         # Fast path: RAM below the video hole and outside the code bytes fetched in this run
@@ -214,13 +229,13 @@ class Gen:
             v = "w_"
         if n == 1:
             self.e(f"if {a} < 0xA0000 and ({a} >= ch or {a} < cl): ram[{a}] = {v}")
-            self.e(f"else: wb({a}, {v})")
+            self.e(f"else: sl_ = 1; wb({a}, {v})")
         elif n == 2:
             self.e(f"if {a} < 0x9FFFF and ({a} >= ch or {a} + 1 < cl): ram[{a}] = {v} & 0xFF; ram[{a} + 1] = {v} >> 8")
-            self.e(f"else: ww({a}, {v})")
+            self.e(f"else: sl_ = 1; ww({a}, {v})")
         else:
             self.e(f"if {a} < 0x9FFFD and ({a} >= ch or {a} + 3 < cl): ram[{a}:{a} + 4] = {v}.to_bytes(4, 'little')")
-            self.e(f"else: wd({a}, {v})")
+            self.e(f"else: sl_ = 1; wd({a}, {v})")
 
     # -- r/m operands -----------------------------------------------------------------------------
 
@@ -560,6 +575,8 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     ind = "    "
     if anymem:
         out.append(ind + "io[0] = 0")  # the slow path counts MMIO accesses here
+    if any("sl_" in ln for g in gens for ln in g.lines):
+        out.append(ind + "sl_ = 0")  # set by a slow-path access (Gen.rmem, Gen.wmem)
     if loop:
         out.append(ind + ("done = ios = lst = 0" if body_io else "done = 0"))
     trying = anyraise and (k > 1 or loop)
@@ -584,6 +601,10 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
         nio_at.append(nio)
         if g.ins.op in (0xEC, 0xED, 0xEE, 0xEF) and dx is not None:
             g = _with_port(g, dx)
+        # Which instruction each line belongs to, for the refusal handler (see _line_map):
+        # a comment costs nothing at run time, where a store of IP before every instruction
+        # that may refuse did.
+        out.append(f"{ind}{_MARK}{i}")
         if g.jcc >= 0:
             t_, n_ = g.jcc_ips
             cond = fused[i]
@@ -603,8 +624,6 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
                 out.append(f"{ind}if {cond}: {_fix(gens, pre.get(i))}s[8] = {t_:#x}; "
                            f"return {_rc(loop, body_io, i + 1, nio, last, sk)}")
             continue
-        if i > 0 and g.raises:
-            out.append(f"{ind}s[8] = {g.ins.ip:#x}")
         for j, ln in enumerate(g.lines):
             if j == g.flag_line:
                 if drop[i]:
@@ -625,19 +644,22 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             dx = None
         if g.falls and i == k - 1:
             out.append(f"{ind}s[8] = {g.next:#x}")
+        # Both checks below can only fire after a slow-path access: with every slow call of
+        # the instruction marked, they wait for ``sl_`` (a local) before reading io / stopq.
+        gate = "sl_ and " if g.marked else ""
         if g.memio and not g.io:
             # an MMIO access is IO: leave the block right after it, so IO is counted exactly
             # (after a join, the position of this access is past the skip too)
             rc = _rc(loop, body_io, i + 1, nio + 1, i + 1, sk, last_sk=sk)
             fix = _fix(gens, post.get(i))
             if g.falls and i < k - 1:
-                out.append(f"{ind}if io[0]: {fix}s[8] = {g.next:#x}; return {rc}")
+                out.append(f"{ind}if {gate}io[0]: {fix}s[8] = {g.next:#x}; return {rc}")
             else:
-                out.append(f"{ind}if io[0]: {fix}return {rc}")
+                out.append(f"{ind}if {gate}io[0]: {fix}return {rc}")
         if g.writes and not g.io and (i < k - 1 or loop):
             # the write reached code fetched in this run (self-modifying code: the slow path
             # set stopq) or a device asked for a stop: leave right after the writing instruction
-            out.append(f"{ind}if stopq[0]: {_fix(gens, post.get(i))}s[8] = {g.next:#x}; "
+            out.append(f"{ind}if {gate}stopq[0]: {_fix(gens, post.get(i))}s[8] = {g.next:#x}; "
                        f"return {_rc(loop, body_io, i + 1, nio, last, sk)}")
     if not loop:
         out.append(f"{ind}return {_rc(False, body_io, k, nio, last, sk)}")
@@ -663,29 +685,48 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     if k > 1 or loop:
         out, store_back, rename = _cache_registers(out)
     if trying:
-        idx = {gg.ins.ip: i for i, gg in enumerate(gens)}
-        ios_at = {gg.ins.ip: nio_at[i] for i, gg in enumerate(gens)}
+        # The refusing instruction is the one whose line the exception passed through in
+        # this frame (the traceback's line number: see _line_map); IP is set to it here.
+        ips = tuple(gg.ins.ip for gg in gens)
         sub = " - sk" if skips else ""
         out.append("    except Refuse as r_:")
+        out.append(f"        i_ = {_line_map(out)!r}[r_.__traceback__.tb_lineno]")
+        out.append(f"        s[8] = {ips!r}[i_]")
         if loop:
-            out.append(f"        r_.done = done + {idx!r}[s[8]]{sub}")
+            out.append(f"        r_.done = done + i_{sub}")
             if body_io:
-                out.append(f"        r_.ios = ios + {ios_at!r}[s[8]]")
+                out.append(f"        r_.ios = ios + {tuple(nio_at)!r}[i_]")
         else:
-            out.append(f"        r_.done = {idx!r}[s[8]]{sub}")
+            out.append(f"        r_.done = i_{sub}")
             if nio:
-                out.append(f"        r_.ios = {ios_at!r}[s[8]]")
+                out.append(f"        r_.ios = {tuple(nio_at)!r}[i_]")
         for b, pairs in pre.items():
             if not gens[b].raises:
                 continue  # a side exit: its fix-up is in its taken branch
             # a refusal before instruction b: the status flags it found, from the locals
             # of the instructions that produced them (their flag lines were dropped)
             fix = _fix(gens, pairs)[:-2]
-            out.append(f"        if s[8] == {gens[b].ins.ip:#x}: {rename(fix) if rename else fix}")
+            out.append(f"        if i_ == {b}: {rename(fix) if rename else fix}")
         if store_back:
             out.append(f"        {store_back}")
         out.append("        raise")
     return "\n".join(out) + "\n"
+
+
+_MARK = "# insn "  # a comment line opening the lines of instruction number N (assemble)
+
+
+def _line_map(lines: list[str]) -> tuple[int, ...]:
+    """For each line number of the source ``lines`` (1-based, as tracebacks count), the number
+    of the instruction whose lines it is in: the last marker above it (0 above the first)."""
+    out = [0, 0]  # line 0 does not exist; line 1 is the def
+    cur = 0
+    for ln in lines[1:]:
+        body = ln.lstrip()
+        if body.startswith(_MARK):
+            cur = int(body[len(_MARK):])
+        out.append(cur)
+    return tuple(out)
 
 
 _DIRECTION = re.compile(r"^\s*d = -(\d) if s\[9\] & 0x400 else \1$")
@@ -769,7 +810,7 @@ def _forward_stores(lines: list[str]) -> list[str]:
         elif m16 and m16.group(2) != "8" and not m16.group(3).startswith("0"):
             known = {f"s[{m16.group(2)}]": m16.group(3)}
         elif not (body.startswith("if stopq[0]:") or body.startswith("if io[0]:")
-                  or body.startswith("s[8] = 0x")):
+                  or body.startswith("if sl_ and ") or body.startswith(_MARK)):
             known = {}
         out.append(ln)
     return out
