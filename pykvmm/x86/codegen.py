@@ -577,8 +577,10 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
         out.append(ind + "io[0] = 0")  # the slow path counts MMIO accesses here
     if any("sl_" in ln for g in gens for ln in g.lines):
         out.append(ind + "sl_ = 0")  # set by a slow-path access (Gen.rmem, Gen.wmem)
+    loop_at = -1  # where the loop's bound goes (see the back edge below)
     if loop:
         out.append(ind + ("done = ios = lst = 0" if body_io else "done = 0"))
+        loop_at = len(out)
     trying = anyraise and (k > 1 or loop)
     if trying:
         out.append(ind + "try:")
@@ -661,6 +663,7 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             # set stopq) or a device asked for a stop: leave right after the writing instruction
             out.append(f"{ind}if {gate}stopq[0]: {_fix(gens, post.get(i))}s[8] = {g.next:#x}; "
                        f"return {_rc(loop, body_io, i + 1, nio, last, sk)}")
+    back_at = len(out) - 1 if _BACK_EDGE.match(out[-1]) or _JUMP_BACK.match(out[-1]) else -1
     if not loop:
         out.append(f"{ind}return {_rc(False, body_io, k, nio, last, sk)}")
     else:
@@ -670,14 +673,32 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
             # every IO instruction comes before any skip (see _skips): its place is fixed
             out.append(f"{ind}ios += {nio}; lst = done - {k - last}{' + sk' if sk else ''}")
         rc = f"done | ios << {RC_SHIFT} | lst << {2 * RC_SHIFT}" if body_io else "done"
+        # Both limits are folded into one bound computed before the loop (``lim_``): with no
+        # port IO the window only shrinks, so every iteration must fit in it too; with port
+        # IO the window reopens at each IO, and the next iteration's first IO comes gap =
+        # (instructions after the last IO) + (instructions before the first) later, which
+        # does not change from one iteration to the next.
         if first_io < 0:
-            # no port IO: the window only shrinks, so every iteration must fit in it too
-            more = f"done + {k} > room or done + {k} > wroom"
+            bound = "room if room < wroom else wroom"
         else:
-            # the window reopens at each IO: the next iteration's first IO comes
-            # gap = (instructions after the last IO) + (instructions before the first) later
-            more = f"done + {k} > room or win <= {k - last + first_io}"
-        out.append(f"{ind}if s[8] != {loop_ip:#x} or {more}: return {rc}")
+            bound = f"room if win > {k - last + first_io} else 0"
+        more = f"done + {k} > lim_"
+        # The back edge sets IP only when the loop ends: inside the loop nothing reads it
+        # (side exits and the refusal handler set their own), so ``s[8] = A if C else B``
+        # becomes a test of C, and ``s[8] = A`` moves into the exit.
+        m = _BACK_EDGE.match(out[back_at]) if back_at >= 0 else None
+        j = _JUMP_BACK.match(out[back_at]) if back_at >= 0 else None
+        if m and int(m.group(2), 16) == loop_ip:
+            del out[back_at]
+            cond, other = m.group(3), m.group(4)
+            out.append(f"{ind}if not ({cond}) or {more}: s[8] = {loop_ip:#x} if {cond} else "
+                       f"{other}; return {rc}")
+        elif j and int(j.group(2), 16) == loop_ip:
+            del out[back_at]
+            out.append(f"{ind}if {more}: s[8] = {loop_ip:#x}; return {rc}")
+        else:
+            out.append(f"{ind}if s[8] != {loop_ip:#x} or {more}: return {rc}")
+        out.insert(loop_at, f"    lim_ = {bound}")
     out = _hoist_direction(out, gens)
     out = _forward_stores(out)
     store_back = ""
@@ -712,6 +733,10 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
         out.append("        raise")
     return "\n".join(out) + "\n"
 
+
+# The last instruction's IP update in a loop block: conditional (Jcc, LOOP) or a plain jump.
+_BACK_EDGE = re.compile(r"^(\s*)s\[8\] = (0x[0-9a-f]+) if (.+) else (0x[0-9a-f]+)$")
+_JUMP_BACK = re.compile(r"^(\s*)s\[8\] = (0x[0-9a-f]+)$")
 
 _MARK = "# insn "  # a comment line opening the lines of instruction number N (assemble)
 
@@ -782,35 +807,71 @@ def _cache_registers(lines: list[str]) -> tuple[list[str], str]:
 
 _STORE8 = re.compile(r"^(\s*)s\[(\d)\] = s\[\2\] & 0xFF00 \| \((\w+)\)$")
 _STORE16 = re.compile(r"^(\s*)s\[(\d)\] = (\w+)$")
-_LOAD = re.compile(r"^(\s*)(\w+) = (\(s\[(\d)\] & 0xFF\)|s\[(\d)\])$")
+# One plain assignment of a local (no ``;``, no tuple or subscript target, no augmented form).
+_SIMPLE = re.compile(r"^(\s*)([A-Za-z_]\w*) = (?!=)([^;]*)$")
+_WALRUS = re.compile(r"\b([A-Za-z_]\w*) :=")
+# One plain assignment of a register (any other form of register write forgets everything).
+_REG_SET = re.compile(r"^(\s*)s\[(\d+)\] = (?!=)([^;]*)$")
+# Lines that change no register and rebind no local a register is known to equal: early exits
+# (their taken branch returns), instruction markers, RAM stores (Gen.wmem) and IO counts.
+_TRANSPARENT = re.compile(r"^\s*(?:if stopq\[0\]:|if io\[0\]:|if sl_ and |# insn "
+                          r"|if \w+ < 0x[0-9A-Fa-f]+ and \(\w+ >= ch or [\w +]+ < cl\): ram\["
+                          r"|else: sl_ = 1; w[bwd]\(\w+, [\w_]+\)$|pc\[.*\] \+= 1$)")
+# Port writes (Gen's OUT bodies): a call that changes no register; its arguments may use what
+# is known.
+_PORT_WRITE = re.compile(r"^\s*(?:pw8\[|pio_write\()")
 
 
 def _forward_stores(lines: list[str]) -> list[str]:
-    """Peephole: a register read right after the store of a local into that register uses the
-    local (``s[0] = s[0] & 0xFF00 | (v)`` then ``x = (s[0] & 0xFF)`` gives ``x = v``).  Only
-    IP stores and exit checks may come between; they change neither."""
+    """Peephole: a register read after the store of a local (or a constant) into that register
+    uses the local (``s[0] = s[0] & 0xFF00 | (v)``, later ``x = (s[0] & 0xFF)``, gives
+    ``x = v``), as long as nothing in between may change the register or rebind the local:
+    only plain assignments of other locals, port writes, RAM stores, IO counts and early exits
+    may come between (see _TRANSPARENT); anything else forgets what is known.  So does entering
+    or leaving an ``if``/``else`` of a skip (another path) and the loop's head."""
     out = []
-    known: dict[str, str] = {}
+    known: dict[str, str] = {}  # source text of a register read -> what it equals
     indent = -1
     for ln in lines:
-        body = ln.strip()
         depth = len(ln) - len(ln.lstrip())
         if depth != indent:  # entering or leaving an if/else of a skip: another path
             known = {}
             indent = depth
-        m = _LOAD.match(ln)
-        if m and m.group(3) in known:
-            out.append(f"{m.group(1)}{m.group(2)} = {known[m.group(3)]}")
-            known = {}
-            continue
         m8 = _STORE8.match(ln)
         m16 = _STORE16.match(ln)
-        if m8:
-            known = {f"(s[{m8.group(2)}] & 0xFF)": m8.group(3)}
-        elif m16 and m16.group(2) != "8" and not m16.group(3).startswith("0"):
-            known = {f"s[{m16.group(2)}]": m16.group(3)}
-        elif not (body.startswith("if stopq[0]:") or body.startswith("if io[0]:")
-                  or body.startswith("if sl_ and ") or body.startswith(_MARK)):
+        if m8 or m16:
+            n = (m8 or m16).group(2)
+            known = {k: v for k, v in known.items() if f"s[{n}]" not in k}
+            if m8:
+                known[f"(s[{n}] & 0xFF)"] = m8.group(3)
+            elif n != "8" and not m16.group(3).startswith("0"):
+                known[f"s[{n}]"] = m16.group(3)
+            out.append(ln)
+            continue
+        m = _REG_SET.match(ln)
+        if m:
+            rhs, n = m.group(3), m.group(2)
+            for k, v in known.items():
+                rhs = rhs.replace(k, v)
+            out.append(f"{m.group(1)}s[{n}] = {rhs}")
+            gone = set(_WALRUS.findall(rhs))
+            known = {k: v for k, v in known.items() if f"s[{n}]" not in k and v not in gone}
+            continue
+        m = _SIMPLE.match(ln)
+        if m and m.group(2) not in ("s", "ram"):
+            rhs = m.group(3)
+            for k, v in known.items():
+                rhs = rhs.replace(k, v)
+            out.append(f"{m.group(1)}{m.group(2)} = {rhs}")
+            gone = {m.group(2), *_WALRUS.findall(rhs)}
+            known = {k: v for k, v in known.items() if v not in gone}
+            continue
+        if _PORT_WRITE.match(ln):
+            for k, v in known.items():
+                ln = ln.replace(k, v)
+            out.append(ln)
+            continue
+        if not _TRANSPARENT.match(ln):
             known = {}
         out.append(ln)
     return out

@@ -348,3 +348,26 @@ def test_a_stop_during_out_after_a_dead_flag_write_leaves_exact_flags():
         steps = _exits_trail(code, dict(eax=al), False)
         assert blocks[2] == steps[2], al
         assert blocks[2][0] == stops.REQUESTED
+
+
+# Register values a block forwards from the store of a local (codegen._forward_stores): each
+# case reads AL (or DX, or AX) after instructions that rebind the local it was stored from, write
+# the register in another form, or do IO, so a stale forward changes the trail or the state.
+FORWARDING = {
+    # add al, 5; sub bl, 3 (rebinds r); stosb; mov ah, 7; stosw; out dx, al; hlt
+    "alu then another alu": "0405" "80eb03" "aa" "b407" "ab" "ee" "f4",
+    # in al, dx; test al, 1; lodsb; out dx, al; mov al, ah; out dx, al; hlt
+    "io read then lodsb": "ec" "a801" "ac" "ee" "88e0" "ee" "f4",
+    # mov dl, 0x81; in al, dx; mov dh, 0; out dx, al; inc dx; out dx, al; hlt
+    "port low byte then high byte": "b281" "ec" "b600" "ee" "42" "ee" "f4",
+    # l: add al, 3; xchg al, bl; stosb; xchg al, bl; stosb; loop l; hlt
+    "exchange inside a loop": "0403" "86c3" "aa" "86c3" "aa" "e2f6" "f4",
+}
+
+
+def test_forwarded_register_values_match_single_steps():
+    for name, code in FORWARDING.items():
+        for budget in (1, 3, 4, 50):
+            a, b = _both_ways(bytes.fromhex(code), budget, None, ecx=5, eax=0x1234, ebx=0x21,
+                              edx=0x80, esi=0x10, edi=0x40)
+            assert a == b, (name, budget)
