@@ -705,6 +705,10 @@ def assemble(gens: list[Gen], loop_ip: int = -1) -> str:
     rename = None
     if k > 1 or loop:
         out, store_back, rename = _cache_registers(out)
+        out = _hoist_high_bytes(out)
+        out, flush = _defer_port_counts(out)
+        if flush:
+            store_back = f"{store_back}; {flush}" if store_back else flush
     if trying:
         # The refusing instruction is the one whose line the exception passed through in
         # this frame (the traceback's line number: see _line_map); IP is set to it here.
@@ -803,6 +807,84 @@ def _cache_registers(lines: list[str]) -> tuple[list[str], str]:
             ln = re.sub(r"\breturn\b", f"{store}; return", ln)
         out.append(ln)
     return out, store, (lambda ln: _SREF.sub(sub, ln))
+
+
+_LOW_CONST = re.compile(r"^(\s*)_([0-3]) = _\2 & 0xFF00 \| \((0x[0-9a-fA-F]+|\d+)\)$")
+
+
+def _hoist_high_bytes(lines: list[str]) -> list[str]:
+    """Peephole on a block with its registers in locals: when every write of a general register
+    in the block sets only its low byte to a constant (``mov dl, 0xfd``: ``_2 = _2 & 0xFF00 |
+    (0xfd)``), its high byte never changes inside the block, so each such value is computed
+    once, right after the registers are loaded, and the writes become plain copies of it (the
+    unrolled polling loop writes DL twice a byte).  Applies inside loops too: nothing else
+    writes the register."""
+    at = next((i for i, ln in enumerate(lines[:4]) if ln.startswith("    _") and " = s[" in ln), -1)
+    if at < 0:
+        return lines
+    consts: dict[str, set[str]] = {}
+    for ln in lines[at + 1:]:
+        m = _LOW_CONST.match(ln)
+        if m:
+            consts.setdefault(m.group(2), set()).add(m.group(3))
+    hoisted = []
+    for n in sorted(consts):
+        if any(_assigns(ln, {f"_{n}"}) and not _LOW_CONST.match(ln) for ln in lines[at + 1:]):
+            del consts[n]  # written in another way too
+            continue
+        hoisted += [f"h{n}_{int(c, 0):x}_ = _{n} & 0xFF00 | {c}" for c in sorted(consts[n])]
+    if not hoisted:
+        return lines
+    out = lines[:at + 1] + ["    " + "; ".join(hoisted)]
+    for ln in lines[at + 1:]:
+        m = _LOW_CONST.match(ln)
+        if m and m.group(2) in consts:
+            ln = f"{m.group(1)}_{m.group(2)} = h{m.group(2)}_{int(m.group(3), 0):x}_"
+        out.append(ln)
+    return out
+
+
+_HOISTED = re.compile(r"^(\s*)_([0-3]) = (h[0-3]_[0-9a-f]+_)$")
+_COUNT_DX = "pc[_2] += 1"
+
+
+def _defer_port_counts(lines: list[str]) -> tuple[list[str], str]:
+    """Peephole after _hoist_high_bytes: an IN/OUT through DX counts its port in the bus's
+    ``op_counts`` (``pc[_2] += 1``: a list item updated in place, ten bytecodes).  Where DX
+    holds a hoisted value (``_2 = h2_fd_`` earlier on the same straight-line path), the count
+    goes to a local instead (``n2_fd_ += 1``), added to ``pc`` on every way out of the block:
+    before each return and in the refusal handler (returned here as ``flush``, like the
+    register store-back).  Nothing reads the counts while a block runs (they are statistics)."""
+    at = next((i for i, ln in enumerate(lines[:5]) if ln.startswith("    h") and "_ = _" in ln), -1)
+    if at < 0:
+        return lines, ""
+    out = lines[:at + 1]
+    holds = ""  # the hoisted value DX holds here, on this straight-line path
+    indent = -1
+    used: list[str] = []
+    for ln in lines[at + 1:]:
+        depth = len(ln) - len(ln.lstrip())
+        if depth != indent:
+            holds, indent = "", depth
+        m = _HOISTED.match(ln)
+        if m and m.group(2) == "2":
+            holds = m.group(3)
+        elif ln.strip() == _COUNT_DX and holds:
+            n = "n" + holds[1:]
+            if n not in used:
+                used.append(n)
+            ln = f"{ln[:depth]}{n} += 1"
+        elif _assigns(ln, {"_2"}):
+            holds = ""
+        out.append(ln)
+    if not used:
+        return lines, ""
+    out.insert(at + 1, "    " + " = ".join(used) + " = 0")
+    flush = "; ".join(f"pc[h{n[1:]}] += {n}" for n in used)
+    for i in range(at + 2, len(out)):
+        if "return" in out[i]:
+            out[i] = re.sub(r"\breturn\b", f"{flush}; return", out[i])
+    return out, flush
 
 
 _STORE8 = re.compile(r"^(\s*)s\[(\d)\] = s\[\2\] & 0xFF00 \| \((\w+)\)$")

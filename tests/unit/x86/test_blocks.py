@@ -362,6 +362,13 @@ FORWARDING = {
     "port low byte then high byte": "b281" "ec" "b600" "ee" "42" "ee" "f4",
     # l: add al, 3; xchg al, bl; stosb; xchg al, bl; stosb; loop l; hlt
     "exchange inside a loop": "0403" "86c3" "aa" "86c3" "aa" "e2f6" "f4",
+    # codegen._hoist_high_bytes: DL set to constants only (DH kept), in a loop
+    # l: mov dl, 0x81; in al, dx; mov dl, 0x82; out dx, al; loop l; hlt
+    "low-byte constants": "b281" "ec" "b282" "ee" "e2f8" "f4",
+    # the same with DH written in between: DX's high byte changes inside the block
+    # mov dl, 0x81; in al, dx; mov dh, 1; mov dl, 0x82; out dx, al; mov dh, 0; mov dl, 0x81;
+    # in al, dx; hlt
+    "low-byte constants and a high-byte write": "b281" "ec" "b601" "b282" "ee" "b600" "b281" "ec" "f4",
 }
 
 
