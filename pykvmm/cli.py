@@ -13,8 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from .coalesce.engine import (AUTO_WARMUP, DEFAULT_EXTENT, DEFAULT_POLICY, MAX_EXTENT, MAX_WARMUP, OFF,
-                              POLICIES, CoalescingEngine)
+from .coalesce.engine import (AUTO_WARMUP, COMMAND_LINE_WARMUP, DEFAULT_EXTENT, DEFAULT_POLICY,
+                              MAX_EXTENT, MAX_WARMUP, OFF, POLICIES, CoalescingEngine,
+                              command_line_extent)
 from .coalesce.hashing import DEFAULT_TABLE_SIZE, HASH_BLOCK, HASH_BLOCK_ADDRESS
 from .errors import GuestFault, KvmError, PykvmmError, UsageError
 from .machine import layout
@@ -221,10 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(emulate along the real control flow while IO keeps coming within the "
                         "extent); off; or kvm-ring (KVM's own coalesced IO ring on the UARTs' THR, "
                         f"a baseline) (default: {DEFAULT_POLICY})")
-    p.add_argument("--extent", type=_extent, default=DEFAULT_EXTENT, metavar="N|auto",
+    p.add_argument("--extent", type=_extent, default=None, metavar="N|auto",
                    help="instructions scanned after the trapping IO instruction; with trace, the "
                         "most instructions between two IOs; auto: calibrated to this host's exit "
-                        f"and emulation costs (default {DEFAULT_EXTENT})")
+                        f"and emulation costs (default: {DEFAULT_EXTENT} for fig5, fig6 and fig7, "
+                        "auto for trace)")
     p.add_argument("--hash", choices=[HASH_BLOCK_ADDRESS, HASH_BLOCK], default=HASH_BLOCK_ADDRESS,
                    dest="hash_mode",
                    help="fig5: hash the block with its address (default) or the block alone")
@@ -232,12 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="follow the patent's flow exactly: in fig5 a site whose code changed stays "
                         "single instead of being rescanned, and no site is demoted for being "
                         "unprofitable")
-    p.add_argument("--warmup", type=_warmup, default=0, metavar="N|auto",
-                   help="exits a site takes natively before it is emulated: 0 (default): from the "
-                        "first sighting, as the patent's figures; N: after N exits; auto: decide per "
-                        "site by the price of compiling its code against a forecast of the exits "
-                        "emulating it would save, and demote emulations that measure unprofitable. "
-                        "--literal means 0")
+    p.add_argument("--warmup", type=_warmup, default=None, metavar="N|auto",
+                   help="exits a site takes natively before it is emulated: auto (default): decide "
+                        "per site by the price of compiling its code against a forecast of the "
+                        "exits emulating it would save, and demote emulations that measure "
+                        "unprofitable; 0: from the first sighting, as the patent's figures; N: "
+                        "after N exits. --literal means 0")
     p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
                    help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")
     p.add_argument("--decode-cache", type=_table_size, default=DEFAULT_CACHE_ENTRIES, metavar="N",
@@ -301,6 +303,10 @@ def format_summary(stats: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.extent is None:
+        args.extent = command_line_extent(args.coalesce)
+    if args.warmup is None:
+        args.warmup = COMMAND_LINE_WARMUP
     machine = None
     io_log = None
     try:

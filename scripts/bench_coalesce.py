@@ -2,14 +2,17 @@
 """Exit counts and wall time under each coalescing policy, for the issue's target workloads.
 
     python scripts/bench_coalesce.py [--rounds 3] [--guests uart_spin,fig8,...|all]
-                                     [--policies off,fig5] [--warmup auto|N] [--slower PCT]
+                                     [--policies off,fig5,trace:10] [--extent N|auto]
+                                     [--warmup auto|N] [--slower PCT]
 
 For each guest and policy it runs the guest R times in-process (serial output to a temporary file,
 pykvmm's firmware first) and prints IO exits, IO exits per printed byte, completion runs, and the
 median wall time of the run loop.  All policies of a guest are interleaved round by round so that
 host noise hits them alike.  When ``off`` is among the policies, ``vs off`` is each policy's median
 wall time relative to off's, marked ``SLOWER`` beyond --slower percent; a last line lists those.
-``--guests all`` takes every guest image in guests/ except the interactive echo.
+``--guests all`` takes every guest image in guests/ except the interactive echo.  Each policy
+runs with the command line's defaults (extent 10, auto for trace; warm-up auto) unless --extent,
+--warmup or a ``NAME:EXTENT`` policy says otherwise.
 """
 
 from __future__ import annotations
@@ -25,12 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pykvmm.cli import read_firmware  # noqa: E402
-from pykvmm.coalesce.engine import AUTO_WARMUP, CoalescingEngine  # noqa: E402
+from pykvmm.coalesce.engine import (AUTO_EXTENT, AUTO_WARMUP, COMMAND_LINE_WARMUP,  # noqa: E402
+                                    CoalescingEngine, command_line_extent)
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
 
 
-def run_once(guest: Path, policy: str, extent: int, firmware: bool,
-             warmup: int | str = AUTO_WARMUP) -> dict:
+def run_once(guest: Path, policy: str, extent: int | str | None, firmware: bool,
+             warmup: int | str = COMMAND_LINE_WARMUP) -> dict:
+    """One run; ``policy`` may be ``NAME:EXTENT``; extent None: the command line's default."""
+    policy, _, own = policy.partition(":")
+    if own:
+        extent = AUTO_EXTENT if own == AUTO_EXTENT else int(own)
+    elif extent is None:
+        extent = command_line_extent(policy)
     fd, out = tempfile.mkstemp()
     os.close(fd)
     fw, kind = read_firmware(None) if firmware else (None, "builtin")
@@ -53,18 +63,21 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--guests", default="uart_spin,mmio_uart,fig8,pit_program,pic_sequence,cmos_pairs")
     ap.add_argument("--policies", default="off,fig5,fig6,fig7")
-    ap.add_argument("--extent", type=int, default=10)
+    ap.add_argument("--extent", default=None,
+                    type=lambda t: t if t == AUTO_EXTENT else int(t),
+                    help="every policy's extent (default: the command line's, 10 or auto for trace)")
     ap.add_argument("--no-firmware", action="store_true")
-    ap.add_argument("--warmup", default=0, type=lambda t: t if t == AUTO_WARMUP else int(t),
-                    help="exits a site takes natively before it is emulated: 0 (the command "
-                         "line's default: from the first sighting), N, or auto (calibrated)")
+    ap.add_argument("--warmup", default=COMMAND_LINE_WARMUP,
+                    type=lambda t: t if t == AUTO_WARMUP else int(t),
+                    help="exits a site takes natively before it is emulated: auto (the command "
+                         "line's default: calibrated), 0 (from the first sighting) or N")
     ap.add_argument("--slower", type=float, default=5.0, metavar="PCT",
                     help="mark policies whose median wall time exceeds off's by more than this")
     args = ap.parse_args()
-    print(f"extent {args.extent}, warmup {args.warmup}, median of {args.rounds} rounds; "
+    print(f"extent {args.extent or 'as the command line'}, warmup {args.warmup}, median of {args.rounds} rounds; "
           "exits.io counts port-IO exits, exits.mmio MMIO exits; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    print(f"{'guest':14s} {'policy':6s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
+    print(f"{'guest':14s} {'policy':10s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
           f"{'io_ops':>8s} {'wall s':>8s} {'µs/byte':>8s} {'vs off':>7s}")
     names = args.guests.split(",")
     if names == ["all"]:
@@ -98,7 +111,7 @@ def main() -> int:
                 if pct > args.slower:
                     rel += " SLOWER"
                     slower.append(f"{name}/{p} {pct:+.1f}%")
-            print(f"{name:14s} {p:6s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
+            print(f"{name:14s} {p:10s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
                   f"{wall:8.3f} {us} {rel}")
     if "off" in args.policies.split(","):
         print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none"))

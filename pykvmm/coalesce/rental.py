@@ -51,8 +51,11 @@ GAP_EXITS = 2
 # within the extent times this of the previous one is within the extent's reach in the code.
 INSN_BYTES = 3
 # Until this engine has measured a warm emulation, its overhead is taken as this many exit round
-# trips (measured on the development host: 25-45 us against 6-8 us per exit).
-OVERHEAD_PRIOR_EXITS = 5
+# trips.  Measured on the development host (stats overhead_us, uart_spin with --warmup auto):
+# 5.7 us under fig5 and 14.5 us under trace (which completes an IN first), against 7.7 us an exit.
+# (It was 5, from 25-45 us measured before the emulator and engine got faster: with it, fig5's
+# two or three follow-on exits a byte never paid, and uart_spin took as many exits as off.)
+OVERHEAD_PRIOR_EXITS = 2
 # Weight of a new measurement in the running estimate of the per-emulation overhead.
 OVERHEAD_WEIGHT = 1 / 8
 

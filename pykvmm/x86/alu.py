@@ -17,7 +17,12 @@ different host shows up as a failing test, not as silent divergence):
   ROL ROR RCL RCR     AF unchanged; OF from the result as for a count of 1 (ROL/RCL: MSB XOR
                       CF; ROR/RCR: XOR of the two top bits), also when count mod width is 0.
   BT BTS BTR BTC      only CF changes.
-  BSF BSR             only ZF changes; a zero source leaves the destination unchanged.
+  BSF BSR             a zero source leaves the destination unchanged (AMD documents it).
+                      The flags differ between AMD generations, so the rule is probed on the
+                      host CPU at import (hostcpu.py, select_bit_scan): "zf", the EPYC first
+                      measured (Zen 2/3): only ZF changes; "result", this Zen 4 EPYC: CF OF SF
+                      AF cleared, ZF set for a zero source, PF from the index (from 0 for a zero
+                      source).  On a host matching neither, BSF/BSR refuse (KVM runs them).
   SHLD SHRD           AF set; OF as SHL/SHR's last step; 16-bit counts 17-31: see shld().
   DAS AAM AAD         not run on the host CPU by KVM but computed in C (em_das, em_aam,
                       em_aad), ending with an OR on the destination: DAS OF cleared; AAM and
@@ -196,17 +201,73 @@ def div(n: int, d: int, w: int, signed: bool, f: int) -> tuple[int, int, int] | 
 
 # -- bit scans and bit tests ----------------------------------------------------------------------
 
-def bsf(x: int, old: int, f: int) -> tuple[int, int]:
-    """BSF: index of the lowest set bit.  A zero source sets ZF and leaves the destination
-    unchanged (AMD documents this; Intel leaves the destination undefined).  Only ZF changes
-    on this host."""
+def _bsf_zf(x: int, old: int, f: int) -> tuple[int, int]:
+    """BSF, rule "zf": index of the lowest set bit; a zero source sets ZF and leaves the
+    destination unchanged (AMD documents this; Intel leaves the destination undefined)."""
     if x == 0:
         return old, f | ZF
     return (x & -x).bit_length() - 1, f & ~ZF
 
 
-def bsr(x: int, old: int, f: int) -> tuple[int, int]:
-    """BSR: index of the highest set bit; a zero source as for BSF."""
+def _bsr_zf(x: int, old: int, f: int) -> tuple[int, int]:
+    """BSR, rule "zf": index of the highest set bit; a zero source as for BSF."""
     if x == 0:
         return old, f | ZF
     return x.bit_length() - 1, f & ~ZF
+
+
+def _bsf_result(x: int, old: int, f: int) -> tuple[int, int]:
+    """BSF, rule "result": CF OF SF AF cleared, PF from the index, ZF for a zero source (whose
+    flags are those of an index of 0: ZF and PF)."""
+    if x == 0:
+        return old, (f & NSTATUS) | ZF | PF
+    r = (x & -x).bit_length() - 1
+    return r, (f & NSTATUS) | PAR[r]
+
+
+def _bsr_result(x: int, old: int, f: int) -> tuple[int, int]:
+    """BSR, rule "result": as _bsf_result, with the index of the highest set bit."""
+    if x == 0:
+        return old, (f & NSTATUS) | ZF | PF
+    r = x.bit_length() - 1
+    return r, (f & NSTATUS) | PAR[r]
+
+
+def _bit_scan_unknown(x: int, old: int, f: int) -> tuple[int, int]:
+    from .stops import Refuse, UNSUPPORTED
+
+    raise Refuse(UNSUPPORTED, "BSF/BSR: this host CPU's flag rule is not known")
+
+
+BIT_SCAN_RULES = {"zf": (_bsf_zf, _bsr_zf), "result": (_bsf_result, _bsr_result)}
+# Probe inputs: (source, flags in).  A zero and a nonzero source, with all status flags set and
+# clear, tell the known rules apart.
+_PROBES = ((0, STATUS), (0, 0), (1, STATUS), (1, 0), (6, STATUS), (0x8000, 0))
+
+
+def select_bit_scan(run=None) -> str | None:
+    """The BSF/BSR rule this host's CPU follows ("zf" or "result"), or None when it matches
+    neither (or cannot be asked).  ``run`` is hostcpu.run (tests pass their own)."""
+    if run is None:
+        try:
+            from . import hostcpu
+        except Exception:
+            return None
+        if not hostcpu.AVAILABLE:
+            return None
+        run = hostcpu.run
+    for name, (f_bsf, f_bsr) in BIT_SCAN_RULES.items():
+        try:
+            if all(run(code, 0x1234, x, 0, 0, flags=fl)[4] & STATUS
+                   == fn(x, 0x1234, fl)[1] & STATUS
+                   for code, fn in ((bytes.fromhex("660fbcc1"), f_bsf),
+                                    (bytes.fromhex("660fbdc1"), f_bsr))
+                   for x, fl in _PROBES):
+                return name
+        except OSError:
+            return None
+    return None
+
+
+BIT_SCAN_RULE = select_bit_scan()
+bsf, bsr = BIT_SCAN_RULES.get(BIT_SCAN_RULE, (_bit_scan_unknown, _bit_scan_unknown))

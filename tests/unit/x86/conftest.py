@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # hostcpu.py, flat-memory helpers
+sys.path.insert(0, str(Path(__file__).parent))  # flat-memory helpers
 
 from pykvmm.machine.bus import MmioBus, PortBus  # noqa: E402
 from pykvmm.machine.memory import RAM  # noqa: E402

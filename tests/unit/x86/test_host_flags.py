@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hostcpu
+from pykvmm.x86 import hostcpu
 from pykvmm.machine.bus import MmioBus, PortBus
 from pykvmm.x86 import stops
 from pykvmm.x86.emulator import Emulator

@@ -1,10 +1,14 @@
-"""Run one ALU instruction on the host CPU, for flag oracles.
+"""Run one ALU instruction on the host CPU: the oracle for flags the SDM leaves undefined.
 
-KVM on this host (a software backend) executes real-mode code in its in-kernel instruction
-emulator, which computes the arithmetic flags by running the same instruction on the host CPU
-(arch/x86/kvm/emulate.c, the "fastop" helpers).  So the host CPU is the oracle for every flag
-the SDM leaves undefined.  This helper maps a page PROT_EXEC, places a tiny 64-bit thunk in it
-and calls it through ctypes:
+KVM on the development host (a software backend) executes real-mode code in its in-kernel
+instruction emulator, which computes the arithmetic flags by running the same instruction on the
+host CPU (arch/x86/kvm/emulate.c, the "fastop" helpers); on hardware KVM the guest runs on that
+CPU itself.  Either way the host CPU decides every undefined flag, and CPUs differ: BSF/BSR
+leave all flags but ZF alone on the AMD EPYC (Zen 2/3) the emulator was first measured on, and
+clear CF OF SF AF and set PF from the result on this Zen 4 EPYC (family 25, model 17).  So
+alu.py asks this module which rule the host follows (and the tests use it as their oracle).
+
+It maps a page PROT_EXEC, places a tiny 64-bit thunk in it and calls it through ctypes:
 
     state[0..3] -> rax rcx rdx rbx,  state[4] -> rflags (pushed and popped),
     <the instruction under test>,
@@ -12,7 +16,9 @@ and calls it through ctypes:
 
 The instruction runs in 64-bit mode; with an 0x66 prefix (16-bit) or byte registers (AL, CL, AH,
 ...) the arithmetic and the flags are the same as in real mode.  Never pass an instruction that
-can fault (DIV by zero, overflow): the process would get SIGFPE.
+can fault (DIV by zero, overflow): the process would get SIGFPE.  Where executable anonymous
+memory is refused (a hardened host), ``run`` raises OSError and callers treat the rule as
+unknown.
 """
 
 from __future__ import annotations
