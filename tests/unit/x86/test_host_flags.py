@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pykvmm.x86 import hostcpu
+from pykvmm.x86 import alu, hostcpu
 from pykvmm.machine.bus import MmioBus, PortBus
 from pykvmm.x86 import stops
 from pykvmm.x86.emulator import Emulator
@@ -138,3 +138,25 @@ def test_divide_matches_host_or_faults(name, hexops, w, a, c, d, flags):
         assert stop.reason == stops.FAULT and stop.insns == 0
         return
     _compare(name, hexops, w, regs, flags)
+
+
+def _fake_host(rule):
+    """A host CPU following one of alu's rules, as hostcpu.run answers (16-bit BSF/BSR)."""
+    fns = alu.BIT_SCAN_RULES[rule] if rule else None
+
+    def run(code, rax, rcx, rdx, rbx, flags=0):
+        if fns is None:  # neither rule: every flag set
+            return rax, rcx, rdx, rbx, alu.STATUS | 2
+        r, f = fns[0 if code[2] == 0xBC else 1](rcx & 0xFFFF, rax & 0xFFFF, flags)
+        return r, rcx, rdx, rbx, f | 2
+    return run
+
+
+def test_bit_scan_rule_is_told_apart_and_unknown_refuses():
+    assert alu.select_bit_scan(_fake_host("zf")) == "zf"
+    assert alu.select_bit_scan(_fake_host("result")) == "result"
+    assert alu.select_bit_scan(_fake_host(None)) is None
+    with pytest.raises(stops.Refuse):
+        alu._bit_scan_unknown(0, 0, 0)
+    # The two rules differ where the probes look (so the probe can never pick the wrong one).
+    assert alu._bsf_zf(1, 0, 0)[1] != alu._bsf_result(1, 0, 0)[1]
