@@ -62,6 +62,8 @@ MAX_WARMUP = 1_000_000
 # a completion run when the guest next traps on an IN: about 50 us here) every 4,096
 # instructions, as it was before.
 BLOCK_BUDGET = 16384
+BLOCK_TIME_NS = 2_000_000
+
 # The command line's defaults.  The Python API keeps extent 10 and warm-up 0 (the patent's
 # figures, emulating from the first sighting: what the equivalence tests exercise), but a user
 # running a guest gets what is fastest on the host at hand:
@@ -79,7 +81,7 @@ COMMAND_LINE_WARMUP = AUTO_WARMUP
 def command_line_extent(policy: str):
     """The extent the command line uses for ``policy`` when --extent is not given."""
     return AUTO_EXTENT if policy == TRACE else DEFAULT_EXTENT
-BLOCK_TIME_NS = 2_000_000
+
 
 # Stop reasons the engine adds to the emulator's.
 IO_STOP = "io-stop"  # an IO operation raised an interrupt (IF=1) or ended the run
@@ -237,49 +239,35 @@ class CoalescingEngine:
         building the exit value (about 0.5 us here).  An OUT at a demoted site, the commonest
         case where coalescing cannot help, is settled here with one unpack and a dict lookup."""
         page = self.page
-        if is_out and self._out_direct and not page[RUN_IMMEDIATE_EXIT]:
+        if not page[RUN_IMMEDIATE_EXIT] and (self._out_direct or not is_out):
             rip, cs_base = _RIP_AND_CS_BASE.unpack_from(page, _RIP_OFF)
             site = cs_base + rip
-            d = self._dget(site)
-            if d is not None and d[1] > 0 and d[4]:  # skipping, and not watched (WARMING = 0)
-                d[1] -= 1
-                self._skips[d[4]] += 1
-                if self._prev is not None:
-                    self._tick(site)
-                return
-            if not self._skip_site(site):
-                self._coalesce(PIO_OUT, port, site_checked=True)
-            return
-        if not is_out and not page[RUN_IMMEDIATE_EXIT]:
-            # An IN at a demoted, resting or singular site: RIP is still on the IN here when it
-            # must be completed first, so the site is RIP plus the IN's length (see
-            # _singular_before_completion); settled with the same dict lookup as an OUT, and a
-            # site still warming up without a completion run.
-            rip, cs_base = _RIP_AND_CS_BASE.unpack_from(page, _RIP_OFF)
-            site = cs_base + rip
-            if not self._in_direct:
+            if not is_out and not self._in_direct:
+                # RIP is still on an IN that must be completed first: the site is RIP plus the
+                # IN's length (see _singular_before_completion), so that a site settled here
+                # needs no completion run.
                 op = self.ram[site] if site < self._ram_len else -1
                 site = site + _IN_LENGTH[op] if op in _IN_LENGTH else -1
             if site >= 0:
                 d = self._dget(site)
-                if d is not None and d[1] > 0 and d[4]:
+                if d is not None and d[1] > 0 and d[4]:  # skipping, and not watched (WARMING = 0)
                     d[1] -= 1
                     self._skips[d[4]] += 1
                     if self._prev is not None:
                         self._tick(site)
                     return
                 if not self._skip_site(site):
-                    self._coalesce(PIO_IN, port, site_checked=True, checked_site=site)
+                    self._coalesce(PIO_OUT if is_out else PIO_IN, port, checked_site=site)
                 return
         self._coalesce(PIO_OUT if is_out else PIO_IN, port)
 
-    def _coalesce(self, kind: str, port: int, site_checked: bool = False,
-                  checked_site: int = -1) -> None:
-        """``site_checked``: _skip_site has already passed the site (for an IN to complete
-        first, ``checked_site``, computed from the IN's length)."""
+    def _coalesce(self, kind: str, port: int, checked_site: int = -1) -> None:
+        """``checked_site`` >= 0: _skip_site has already passed that site (for an IN still to
+        be completed, computed from the IN's length)."""
         t0 = time.perf_counter_ns()
         trap = -1
         checked = checked_site
+        site_checked = checked_site >= 0
         if self.page[RUN_IMMEDIATE_EXIT]:
             self._stop(KICK_PENDING)  # a device deadline or a signal is waiting: no emulation
             return

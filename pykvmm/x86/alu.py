@@ -20,7 +20,7 @@ different host shows up as a failing test, not as silent divergence):
   BSF BSR             a zero source leaves the destination unchanged (AMD documents it).
                       The flags differ between AMD generations, so the rule is probed on the
                       host CPU at import (hostcpu.py, select_bit_scan): "zf", the EPYC first
-                      measured (Zen 2/3): only ZF changes; "result", this Zen 4 EPYC: CF OF SF
+                      measured: only ZF changes; "result", this Zen 4 EPYC: CF OF SF
                       AF cleared, ZF set for a zero source, PF from the index (from 0 for a zero
                       source).  On a host matching neither, BSF/BSR refuse (KVM runs them).
   SHLD SHRD           AF set; OF as SHL/SHR's last step; 16-bit counts 17-31: see shld().
@@ -32,6 +32,9 @@ different host shows up as a failing test, not as silent divergence):
 """
 
 from __future__ import annotations
+
+from . import hostcpu
+from .stops import UNSUPPORTED, Refuse
 
 CF, PF, AF, ZF, SF, OF = 0x1, 0x4, 0x10, 0x40, 0x80, 0x800
 STATUS = CF | PF | AF | ZF | SF | OF
@@ -234,8 +237,6 @@ def _bsr_result(x: int, old: int, f: int) -> tuple[int, int]:
 
 
 def _bit_scan_unknown(x: int, old: int, f: int) -> tuple[int, int]:
-    from .stops import Refuse, UNSUPPORTED
-
     raise Refuse(UNSUPPORTED, "BSF/BSR: this host CPU's flag rule is not known")
 
 
@@ -249,10 +250,6 @@ def select_bit_scan(run=None) -> str | None:
     """The BSF/BSR rule this host's CPU follows ("zf" or "result"), or None when it matches
     neither (or cannot be asked).  ``run`` is hostcpu.run (tests pass their own)."""
     if run is None:
-        try:
-            from . import hostcpu
-        except Exception:
-            return None
         if not hostcpu.AVAILABLE:
             return None
         run = hostcpu.run

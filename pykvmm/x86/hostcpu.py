@@ -4,7 +4,7 @@ KVM on the development host (a software backend) executes real-mode code in its 
 instruction emulator, which computes the arithmetic flags by running the same instruction on the
 host CPU (arch/x86/kvm/emulate.c, the "fastop" helpers); on hardware KVM the guest runs on that
 CPU itself.  Either way the host CPU decides every undefined flag, and CPUs differ: BSF/BSR
-leave all flags but ZF alone on the AMD EPYC (Zen 2/3) the emulator was first measured on, and
+leave all flags but ZF alone on the AMD EPYC the emulator was first measured on, and
 clear CF OF SF AF and set PF from the result on this Zen 4 EPYC (family 25, model 17).  So
 alu.py asks this module which rule the host follows (and the tests use it as their oracle).
 
