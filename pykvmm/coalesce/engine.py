@@ -160,6 +160,9 @@ class CoalescingEngine:
         self._buy_ns = float(cal.get("compile_us", 0) * 1000)
         self._overhead_ns = float(R.OVERHEAD_PRIOR_EXITS * self._exit_ns)
         self._gap_ns = R.gap_ns(self._exit_ns, self._native_ns, extent)
+        # With --warmup auto the engine sits out a run's first exits (rental.dormant_exits):
+        # the machine's run loop leaves them native without calling the engine at all.
+        self.dormant = R.dormant_exits(self._buy_ns, self._exit_ns) if self._forecast else 0
         self._reach = extent * R.INSN_BYTES
         # The forecast (see _watch and _tick): the entry and site of the last exit when its site
         # is watched, that exit's time, and how often recent exits had a follow-on.
@@ -672,6 +675,7 @@ class CoalescingEngine:
             "table_entries": len(self.table) if self.table is not None else 0,
             "demoted": self.demoted + self._skips[ACTIVE] + self._skips[RESTING],
             "warmup": self.warmup, "warming": self.warming + self._skips[WARMING],
+            **({"dormant": self.dormant} if self._forecast else {}),
             **({"buy_us": round(self._buy_ns / 1000, 1),
                 "overhead_us": round(self._overhead_ns / 1000, 1)} if self.warmup else {}),
             "stops": dict(sorted(self.stops.items())),

@@ -32,6 +32,8 @@ whatever the guest does; a wrong forecast costs time, never correctness.
 
 from __future__ import annotations
 
+import math
+
 # Visits of a site observed before its forecast is used.
 MIN_OBSERVED = 2
 # A site whose forecast rent would take more than this many exits to pay its price rests instead
@@ -58,6 +60,20 @@ INSN_BYTES = 3
 OVERHEAD_PRIOR_EXITS = 2
 # Weight of a new measurement in the running estimate of the per-emulation overhead.
 OVERHEAD_WEIGHT = 1 / 8
+
+
+def dormant_exits(buy_ns: float, exit_ns: int) -> int:
+    """How many of a run's first exits the engine leaves native without watching them: as many
+    as cost, natively, the price of buying one site (about 130 here).
+
+    Watching is not free (1-2 us an exit here, against 20-25 us an exit in a short guest), and
+    a run that ends within this many exits could not have paid back even one purchase: the
+    ski-rental rule again, applied to the engine as a whole.  A longer run loses at most those
+    exits' savings once, the price of one purchase (about 1 ms).  Short guests (the PIT and PIC
+    programming, a firmware's start-up: 100-170 exits) run as with off."""
+    if exit_ns <= 0:
+        return 0
+    return math.ceil(buy_ns / exit_ns)
 
 
 def gap_ns(exit_ns: int, native_ns: int, extent: int) -> int:
