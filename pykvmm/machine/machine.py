@@ -223,7 +223,8 @@ class Machine:
         self.vcpu = None
         self.exit_counts: dict[str, int] = {}
         self.engine = None  # the coalescing engine, attached by a higher layer
-        self._engine_dormant = False  # the run loop is not calling the engine yet (see _loop)
+        self._engine_dormant = False  # the run loop is not calling the engine now (see _loop)
+        self._nap = 0  # exits the engine asked, from handle_exit, to be left native
         # Called (no arguments) when the CPU's INTR line rises or a stop is requested, so that a
         # higher layer emulating guest code (the coalescing engine) can stop at the same
         # instruction boundary as native execution would, without polling after every access.
@@ -470,7 +471,8 @@ class Machine:
         counts = self.exit_counts
         engine = self.engine
         # An engine may ask to sit out the run's first exits (its ``dormant``, see
-        # coalesce/rental.py): until the ``wake``-th exit the loop does not call it at all.
+        # coalesce/rental.py), and later ones (after_pio's and after_exit's return value, a
+        # nap): until the ``wake``-th exit the loop does not call it at all.
         wake = _NEVER
         if engine is not None and getattr(engine, "dormant", 0) > 0:
             wake, engine = engine.dormant, None
@@ -510,7 +512,10 @@ class Machine:
                             for i in range(off, off + size * count, size):
                                 pio_write(port, size, from_bytes(page[i:i + size], "little"))
                         if engine is not None and self._stop is None:
-                            engine.after_pio(1, port)
+                            nap = engine.after_pio(1, port)
+                            if nap:
+                                wake, engine = n_total + nap, None
+                                self._engine_dormant = True
                     else:  # IN: the value goes where KVM completes the instruction from
                         if count == 1:
                             if size == 1:
@@ -523,12 +528,21 @@ class Machine:
                                 buf += pio_read(port, size).to_bytes(size, "little")
                             page[off:off + size * count] = buf
                         if engine is not None and self._stop is None:
-                            engine.after_pio(0, port)
+                            nap = engine.after_pio(0, port)
+                            if nap:
+                                wake, engine = n_total + nap, None
+                                self._engine_dormant = True
                 else:
                     self.handle_exit(vcpu.decode_exit())
+                    if self._nap:
+                        wake, engine = n_total + self._nap, None
+                        self._engine_dormant = True
+                        self._nap = 0
                 if self._intr:
                     self._service_interrupts()
         finally:
+            self._engine_dormant = False
+            self._nap = 0
             counts["total"] = counts.get("total", 0) + n_total
             counts["io"] = counts.get("io", 0) + n_io
 
@@ -566,12 +580,12 @@ class Machine:
                 counts["mmio"] = counts.get("mmio", 0) + 1
                 self.mmio.write(addr, length, int.from_bytes(data, "little"))
                 if self.engine is not None and not self._engine_dormant and self._stop is None:
-                    self.engine.after_exit(ex)
+                    self._nap = self.engine.after_exit(ex) or 0
             case X.MmioRead(addr, length):
                 counts["mmio"] = counts.get("mmio", 0) + 1
                 self.vcpu.complete_mmio_read(self.mmio.read(addr, length).to_bytes(length, "little"))
                 if self.engine is not None and not self._engine_dormant and self._stop is None:
-                    self.engine.after_exit(ex)
+                    self._nap = self.engine.after_exit(ex) or 0
             case X.Hlt():
                 counts["hlt"] = counts.get("hlt", 0) + 1
                 self._on_hlt()

@@ -113,3 +113,56 @@ def test_uart_spin_trace_prints_lines_in_few_exits(tmp_path, warmup):
     assert off >= 2 * nbytes  # at least the poll and the write of every byte
     assert trace / nbytes <= 0.05, (trace, nbytes)
     assert off >= 40 * trace, (off, trace)
+
+
+def test_with_warmup_auto_the_engine_sits_out_the_runs_first_exits():
+    # 20 passes are 61 exits, fewer than the engine's dormancy (as many exits as cost one
+    # purchase natively, about 130 here): the run loop never calls it.  With the dormancy set
+    # to 0, the same run's exits are watched (warming), which shows the engine would see them.
+    def go(dormant):
+        with Machine(MachineConfig(serial="null", serial_input=False)) as m:
+            m.load_guest(passes(20))
+            m.engine = e = CoalescingEngine(m, "fig5", extent=10, warmup="auto")
+            if dormant is not None:
+                e.dormant = dormant
+            r = m.run(timeout=30)
+            assert r.end == "debug-exit", r.detail
+            return e.dormant, m.stats(r)
+
+    dormant, st = go(None)
+    assert dormant > 61, "this host's calibration gives a dormancy shorter than the test guest"
+    co = st["coalesce"]
+    assert st["exits"]["io"] == 61 and co["dormant"] == dormant
+    assert co["warming"] == co["demoted"] == co["singular"] == co["blocks_emulated"] == 0
+    _, st = go(0)
+    assert st["coalesce"]["warming"] > 0
+
+
+def test_naps_through_an_idle_phase_and_still_coalesces_the_next():
+    # Phase 1: 20,000 OUTs in a tight loop, each alone in the extent (singular: nothing to
+    # save), where the engine naps.  Phase 2: 5,000 passes of three adjacent OUTs, which fig5
+    # coalesces into one exit a pass once the site is bought.  A nap is at most 4,096 exits
+    # (DEMOTE_MAX, the resting site's penalty), so phase 2 still has thousands of passes to gain.
+    code = assemble("""
+        mov cx, 20000
+    idle:
+        out 0xee, al
+        loop idle
+        times 12 nop
+        mov cx, 5000
+    body:
+        out 0xee, al
+        out 0xee, al
+        out 0xee, al
+        times 20 nop
+        loop body
+        xor al, al
+        out 0xf4, al
+    """)
+    st = run(code, warmup="auto")
+    co = st["coalesce"]
+    native = 20000 + 3 * 5000 + 1
+    assert st["io_ops"]["by_port"]["0xee"] == 20000 + 3 * 5000  # every OUT performed, once
+    assert co["naps"] >= 1 and co["napped"] >= 64
+    assert co["blocks_emulated"] >= 1000
+    assert st["exits"]["io"] <= native - 2000, (st["exits"], co)
