@@ -367,6 +367,11 @@ class CoalescingEngine:
             nxt = self.emu.lookup(cs_base, ip)
             if nxt.is_pio and nxt.is_string and s[EDX] & 0xFFFF == port:
                 self._stop(REP_PENDING)  # RIP still on a REP INS/OUTS with iterations left
+                if self.demotion is not None:
+                    # No emulation can start here while iterations are left, and each exit
+                    # found this out at the price of reading the registers: demote the site
+                    # like one whose emulations stop before any IO.
+                    self._score(site, False, False)
                 return
         if trap >= 0:
             trap_site = self._trap_site
