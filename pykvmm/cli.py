@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exits a site takes natively before it is emulated: auto (default): decide "
                         "per site by the price of compiling its code against a forecast of the "
                         "exits emulating it would save, and demote emulations that measure "
-                        "unprofitable; 0: from the first sighting, as the patent's figures; N: "
+                        "unprofitable (the engine also sits out a run's first exits and naps "
+                        "through stretches where nothing pays); 0: from the first sighting, as the patent's figures; N: "
                         "after N exits. --literal means 0")
     p.add_argument("--table-size", type=_table_size, default=DEFAULT_TABLE_SIZE, metavar="N",
                    help=f"entries in the block table, least recently used dropped (default {DEFAULT_TABLE_SIZE})")

@@ -97,9 +97,10 @@ KICK_PENDING = "kick-pending"  # the vCPU was kicked (deadline, signal, input): 
 DEMOTE_AFTER = 3
 DEMOTE_FIRST = 16
 DEMOTE_MAX = 4096
-# Naps (see CoalescingEngine._nap): after NAP_PROBE exits in a row without an emulation that
-# absorbed an IO, the machine leaves the next NAP_FIRST exits native without calling the engine,
-# doubling on each nap in a row up to NAP_MAX (at 8-25 us an exit here, 0.13-0.4 s).
+# Naps (see CoalescingEngine._nap): after NAP_PROBE idle exits the machine leaves the next
+# NAP_FIRST exits native without calling the engine, doubling on each nap in a row up to NAP_MAX
+# (at 8-25 us an exit here, 0.13-0.4 s); each IO an emulation absorbs earns one more idle exit
+# before the next nap, up to NAP_CREDIT.
 NAP_PROBE = 64
 NAP_FIRST = 64
 NAP_MAX = 16384
@@ -286,18 +287,18 @@ class CoalescingEngine:
         return self._nap() if self._idle >= self._nap_probe else 0
 
     def _nap(self) -> int:
-        """NAP_PROBE exits in a row have gone by without an emulation that absorbed an IO: ask
-        the machine to leave the next exits native without calling the engine, twice as many
-        as the last nap (from NAP_FIRST up to NAP_MAX).  An emulation that absorbs an IO starts
-        the doubling again from NAP_FIRST.
+        """Ask the machine to leave the next exits native without calling the engine: NAP_PROBE
+        idle exits have gone by (exits at resting, demoted or singular sites, with no site
+        warming up in between, beyond any credit from IOs absorbed).  Each nap in a row is twice
+        the last (from NAP_FIRST up to NAP_MAX), but no longer than the remaining rest of the
+        last idle exit's site, which the nap counts down; an emulation that absorbs an IO
+        starts the doubling again.
 
         Beyond the patent, with --warmup auto only.  An exit the engine merely looks at and
-        leaves native (a resting or singular site, a site warming up) costs 0.5-1.5 us here, 5-10 %
-        of a fast exit: a guest where nothing pays (a tight OUT loop, polled MMIO under the
-        figures) paid that on every exit.  Napping costs a phase where coalescing would pay at
-        most one nap's exits, and a nap is never longer than the idle exits seen before it (each
-        nap is preceded by NAP_PROBE idle exits and by the earlier naps, which were idle too).
-        Leaving exits native is always correct."""
+        leaves native costs 0.4-1.5 us here, 5-10 % of a fast exit: a guest where nothing pays
+        (a tight OUT loop, polled MMIO under the figures) paid that on every exit.  A nap costs
+        a phase where coalescing would pay at most one nap's exits, and a nap is never longer
+        than the idle exits before it.  Leaving exits native is always correct."""
         n = self._nap_len
         self._nap_len = min(NAP_MAX, n * 2)
         d = self._idle_site
