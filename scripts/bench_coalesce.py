@@ -78,7 +78,7 @@ def main() -> int:
           "exits.io counts port-IO exits, exits.mmio MMIO exits; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'guest':14s} {'policy':10s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
-          f"{'io_ops':>8s} {'wall s':>8s} {'µs/byte':>8s} {'vs off':>7s}")
+          f"{'io_ops':>8s} {'wall s':>8s} {'spread':>7s} {'µs/byte':>8s} {'vs off':>7s}")
     names = args.guests.split(",")
     if names == ["all"]:
         names = sorted(p.stem for p in (ROOT / "guests").glob("*.bin") if p.stem != "echo")
@@ -101,6 +101,9 @@ def main() -> int:
             exits = st["exits"]["io"] + st["exits"]["mmio"]
             nbytes = st["serial_len"] + st.get("serial2_bytes", 0)
             wall = statistics.median(walls[p])
+            # The rounds' spread, (max - min) / median: how far apart the same run lands on this
+            # host (runs of a few ms differ by 5-20 % here), to read "vs off" against.
+            spread = f"{(max(walls[p]) - min(walls[p])) / wall * 100:6.1f}%" if wall else f"{'-':>7s}"
             per = f"{exits / nbytes:9.3f}" if nbytes else f"{'-':>9s}"
             us = f"{wall / nbytes * 1e6:8.2f}" if nbytes else f"{'-':>8s}"
             comp = st["coalesce"].get("completions", 0)
@@ -112,7 +115,7 @@ def main() -> int:
                     rel += " SLOWER"
                     slower.append(f"{name}/{p} {pct:+.1f}%")
             print(f"{name:14s} {p:10s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
-                  f"{wall:8.3f} {us} {rel}")
+                  f"{wall:8.3f} {spread} {us} {rel}")
     if "off" in args.policies.split(","):
         print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none"))
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
