@@ -102,6 +102,7 @@ DEMOTE_MAX = 4096
 # (at 8-25 us an exit here, 0.13-0.4 s); each IO an emulation absorbs earns one more idle exit
 # before the next nap, up to NAP_CREDIT.
 NAP_PROBE = 64
+NAP_REPROBE = 16  # idle exits before the next nap in a row
 NAP_FIRST = 64
 NAP_MAX = 16384
 NAP_CREDIT = 4096
@@ -301,6 +302,7 @@ class CoalescingEngine:
         than the idle exits before it.  Leaving exits native is always correct."""
         n = self._nap_len
         self._nap_len = min(NAP_MAX, n * 2)
+        self._nap_probe = NAP_REPROBE  # the next nap in a row comes sooner
         d = self._idle_site
         if d is not None and (d[4] == RESTING or d[4] == ACTIVE):
             # The last idle exit's site rests (or is demoted) for d[1] more of its exits: the
@@ -422,6 +424,8 @@ class CoalescingEngine:
                 # exits before a nap (up to NAP_CREDIT), and naps start afresh.
                 self._idle = max(-NAP_CREDIT, min(self._idle, 0) - stop.ios)
                 self._nap_len = NAP_FIRST
+                if self._forecast:
+                    self._nap_probe = NAP_PROBE
         if demotion is not None:
             if self.warmup:
                 # Costed: this exit's work (completion, scan, emulation, write-back), measured,
@@ -583,8 +587,8 @@ class CoalescingEngine:
             d[4] = WARMING  # rested: watched afresh
             d[5] = d[6] = d[7] = 0
         d[7] += 1
-        if self._idle > 0:
-            self._idle = 0  # a site warming up: still learning, no nap
+        if self._idle > 0 and d[2] == DEMOTE_FIRST:
+            self._idle = 0  # a site warming up that never rested: still learning, no nap
         rent = 0.0
         if d[6] >= R.MIN_OBSERVED:
             # R.should_buy, with the rent computed once (this runs on every watched exit)
