@@ -33,6 +33,14 @@ from pykvmm.coalesce.engine import (AUTO_EXTENT, AUTO_WARMUP, COMMAND_LINE_WARMU
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
 
 
+# Guests whose wall time the host's clock sets, not their exits: pit_tick counts PIT ticks
+# between two changes of the RTC's seconds, so a run lasts 1-2 s by the phase of the RTC second
+# it starts in, whatever the policy (measured: off 1.82 s and 1.98 s in consecutive rounds).
+# Their figures are printed but not judged against off; tests/kvm/test_platform_guests.py checks
+# that every policy counts the same 18 +- tolerance ticks.
+CLOCK_PACED = frozenset({"pit_tick"})
+
+
 def run_once(guest: Path, policy: str, extent: int | str | None, firmware: bool,
              warmup: int | str = COMMAND_LINE_WARMUP) -> dict:
     """One run; ``policy`` may be ``NAME:EXTENT``; extent None: the command line's default."""
@@ -83,41 +91,53 @@ def main() -> int:
     if names == ["all"]:
         names = sorted(p.stem for p in (ROOT / "guests").glob("*.bin") if p.stem != "echo")
     slower: list[str] = []
-    for name in names:
-        guest = ROOT / "guests" / f"{name}.bin"
-        if not guest.exists():
-            print(f"{name:14s} (not built)")
-            continue
-        policies = args.policies.split(",")
-        walls: dict[str, list[float]] = {p: [] for p in policies}
-        last: dict[str, dict] = {}
-        for _ in range(args.rounds):
+    paced: list[str] = []
+    policies = args.policies.split(",")
+    for name in [n for n in names if not (ROOT / "guests" / f"{n}.bin").exists()]:
+        print(f"{name:14s} (not built)")
+    names = [n for n in names if (ROOT / "guests" / f"{n}.bin").exists()]
+    # Rounds outermost: a burst of host noise (here a run of a few ms varies by 5-30 % while it
+    # lasts, e.g. with the kernel's memory monitor busy) then falls on one round of each guest
+    # and policy, which the median discards, rather than on all rounds of one guest.
+    walls = {n: {p: [] for p in policies} for n in names}
+    lasts: dict[str, dict[str, dict]] = {n: {} for n in names}
+    for _ in range(args.rounds):
+        for name in names:
+            guest = ROOT / "guests" / f"{name}.bin"
             for p in policies:
                 st = run_once(guest, p, args.extent, not args.no_firmware, args.warmup)
-                walls[p].append(st["wall_s"])
-                last[p] = st
+                walls[name][p].append(st["wall_s"])
+                lasts[name][p] = st
+    for name in names:
+        last = lasts[name]
         for p in policies:
             st = last[p]
             exits = st["exits"]["io"] + st["exits"]["mmio"]
             nbytes = st["serial_len"] + st.get("serial2_bytes", 0)
-            wall = statistics.median(walls[p])
+            wall = statistics.median(walls[name][p])
             # The rounds' spread, (max - min) / median: how far apart the same run lands on this
             # host (runs of a few ms differ by 5-20 % here), to read "vs off" against.
-            spread = f"{(max(walls[p]) - min(walls[p])) / wall * 100:6.1f}%" if wall else f"{'-':>7s}"
+            w = walls[name][p]
+            spread = f"{(max(w) - min(w)) / wall * 100:6.1f}%" if wall else f"{'-':>7s}"
             per = f"{exits / nbytes:9.3f}" if nbytes else f"{'-':>9s}"
             us = f"{wall / nbytes * 1e6:8.2f}" if nbytes else f"{'-':>8s}"
             comp = st["coalesce"].get("completions", 0)
             rel = ""
-            if "off" in walls and p != "off":
-                pct = (wall / statistics.median(walls["off"]) - 1) * 100
+            if "off" in walls[name] and p != "off":
+                pct = (wall / statistics.median(walls[name]["off"]) - 1) * 100
                 rel = f"{pct:+6.1f}%"
-                if pct > args.slower:
+                if name in CLOCK_PACED:
+                    rel += " (clock-paced)"
+                    if name not in paced:
+                        paced.append(name)
+                elif pct > args.slower:
                     rel += " SLOWER"
                     slower.append(f"{name}/{p} {pct:+.1f}%")
             print(f"{name:14s} {p:10s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
                   f"{wall:8.3f} {spread} {us} {rel}")
     if "off" in args.policies.split(","):
-        print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none"))
+        print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none")
+              + (f" (not judged, paced by the host's clock: {', '.join(paced)})" if paced else ""))
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
