@@ -74,6 +74,10 @@ def main() -> int:
     ap.add_argument("--extent", default=None,
                     type=lambda t: t if t == AUTO_EXTENT else int(t),
                     help="every policy's extent (default: the command line's, 10 or auto for trace)")
+    ap.add_argument("--discard", type=int, default=1, metavar="N",
+                    help="rounds run first and not counted (default 1: a guest's first run in a "
+                         "process decodes its code and loads it from the code cache, and the "
+                         "spread between rounds is then 25-50 %% for runs of a few ms)")
     ap.add_argument("--no-firmware", action="store_true")
     ap.add_argument("--warmup", default=COMMAND_LINE_WARMUP,
                     type=lambda t: t if t == AUTO_WARMUP else int(t),
@@ -82,7 +86,7 @@ def main() -> int:
     ap.add_argument("--slower", type=float, default=5.0, metavar="PCT",
                     help="mark policies whose median wall time exceeds off's by more than this")
     args = ap.parse_args()
-    print(f"extent {args.extent or 'as the command line'}, warmup {args.warmup}, median of {args.rounds} rounds; "
+    print(f"extent {args.extent or 'as the command line'}, warmup {args.warmup}, median of {args.rounds} rounds after {args.discard} discarded; "
           "exits.io counts port-IO exits, exits.mmio MMIO exits; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'guest':14s} {'policy':10s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
@@ -101,13 +105,14 @@ def main() -> int:
     # and policy, which the median discards, rather than on all rounds of one guest.
     walls = {n: {p: [] for p in policies} for n in names}
     lasts: dict[str, dict[str, dict]] = {n: {} for n in names}
-    for _ in range(args.rounds):
+    for r in range(args.discard + args.rounds):
         for name in names:
             guest = ROOT / "guests" / f"{name}.bin"
             for p in policies:
                 st = run_once(guest, p, args.extent, not args.no_firmware, args.warmup)
-                walls[name][p].append(st["wall_s"])
-                lasts[name][p] = st
+                if r >= args.discard:
+                    walls[name][p].append(st["wall_s"])
+                    lasts[name][p] = st
     for name in names:
         last = lasts[name]
         for p in policies:
