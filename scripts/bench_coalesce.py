@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from pykvmm.cli import read_firmware  # noqa: E402
 from pykvmm.coalesce.engine import (AUTO_EXTENT, AUTO_WARMUP, COMMAND_LINE_WARMUP,  # noqa: E402
-                                    CoalescingEngine, command_line_extent)
+                                    CoalescingEngine, policy_spec)
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
 
 
@@ -44,11 +44,7 @@ CLOCK_PACED = frozenset({"pit_tick"})
 def run_once(guest: Path, policy: str, extent: int | str | None, firmware: bool,
              warmup: int | str = COMMAND_LINE_WARMUP) -> dict:
     """One run; ``policy`` may be ``NAME:EXTENT``; extent None: the command line's default."""
-    policy, _, own = policy.partition(":")
-    if own:
-        extent = AUTO_EXTENT if own == AUTO_EXTENT else int(own)
-    elif extent is None:
-        extent = command_line_extent(policy)
+    policy, extent = policy_spec(policy, extent)
     fd, out = tempfile.mkstemp()
     os.close(fd)
     fw, kind = read_firmware(None) if firmware else (None, "builtin")
@@ -95,11 +91,12 @@ def main() -> int:
     if names == ["all"]:
         names = sorted(p.stem for p in (ROOT / "guests").glob("*.bin") if p.stem != "echo")
     slower: list[str] = []
-    paced: list[str] = []
     policies = args.policies.split(",")
-    for name in [n for n in names if not (ROOT / "guests" / f"{n}.bin").exists()]:
-        print(f"{name:14s} (not built)")
+    for name in names:
+        if not (ROOT / "guests" / f"{name}.bin").exists():
+            print(f"{name:14s} (not built)")
     names = [n for n in names if (ROOT / "guests" / f"{n}.bin").exists()]
+    paced = [n for n in names if n in CLOCK_PACED]
     # Rounds outermost: a burst of host noise (here a run of a few ms varies by 5-30 % while it
     # lasts, e.g. with the kernel's memory monitor busy) then falls on one round of each guest
     # and policy, which the median discards, rather than on all rounds of one guest.
@@ -133,8 +130,6 @@ def main() -> int:
                 rel = f"{pct:+6.1f}%"
                 if name in CLOCK_PACED:
                     rel += " (clock-paced)"
-                    if name not in paced:
-                        paced.append(name)
                 elif pct > args.slower:
                     rel += " SLOWER"
                     slower.append(f"{name}/{p} {pct:+.1f}%")
@@ -142,7 +137,8 @@ def main() -> int:
                   f"{wall:8.3f} {spread} {us} {rel}")
     if "off" in args.policies.split(","):
         print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none")
-              + (f" (not judged, paced by the host's clock: {', '.join(paced)})" if paced else ""))
+              + (f" (not judged, paced by the host's clock: {', '.join(paced)})"
+                 if paced and len(policies) > 1 else ""))
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 

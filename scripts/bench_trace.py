@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pykvmm.cli import read_firmware  # noqa: E402
-from pykvmm.coalesce.engine import (AUTO_EXTENT, COMMAND_LINE_WARMUP,  # noqa: E402
-                                    CoalescingEngine, command_line_extent)
+from pykvmm.coalesce.engine import (COMMAND_LINE_WARMUP, CoalescingEngine,  # noqa: E402
+                                    policy_spec)
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
 
 
 def run_once(guest: bytes, policy: str) -> dict:
-    name, _, extent = policy.partition(":")
+    name, ext = policy_spec(policy)
     fd, out = tempfile.mkstemp()
     os.close(fd)
     fw, kind = read_firmware(None)
@@ -45,8 +45,6 @@ def run_once(guest: bytes, policy: str) -> dict:
                                    serial_input=False)) as m:
             m.load_guest(guest)
             if name != "off":
-                ext = (AUTO_EXTENT if extent == AUTO_EXTENT else int(extent) if extent
-                       else command_line_extent(name))
                 m.engine = CoalescingEngine(m, name, extent=ext, warmup=COMMAND_LINE_WARMUP)
             uart = m.uart
             first = []

@@ -83,6 +83,15 @@ def command_line_extent(policy: str):
     return AUTO_EXTENT if policy == TRACE else DEFAULT_EXTENT
 
 
+def policy_spec(text: str, extent=None):
+    """``NAME`` or ``NAME:EXTENT`` (the measurement scripts' policies) -> (policy, extent):
+    EXTENT is a number or auto; without it, ``extent`` if given, else the command line's."""
+    policy, _, own = text.partition(":")
+    if own:
+        return policy, AUTO_EXTENT if own == AUTO_EXTENT else int(own)
+    return policy, command_line_extent(policy) if extent is None else extent
+
+
 # Stop reasons the engine adds to the emulator's.
 IO_STOP = "io-stop"  # an IO operation raised an interrupt (IF=1) or ended the run
 IRQ_PENDING = "irq-pending"  # an interrupt is waiting and IF=1: let KVM deliver it first
@@ -261,6 +270,7 @@ class CoalescingEngine:
         building the exit value (about 0.5 us here).  An OUT at a demoted site, the commonest
         case where coalescing cannot help, is settled here with one unpack and a dict lookup."""
         page = self.page
+        site = -1  # not known without the full path (a kick pending, an OUT to complete first)
         if not page[RUN_IMMEDIATE_EXIT] and (self._out_direct or not is_out):
             rip, cs_base = _RIP_AND_CS_BASE.unpack_from(page, _RIP_OFF)
             site = cs_base + rip
@@ -270,21 +280,19 @@ class CoalescingEngine:
                 # needs no completion run.
                 op = self.ram[site] if site < self._ram_len else -1
                 site = site + _IN_LENGTH[op] if op in _IN_LENGTH else -1
-            if site >= 0:
-                d = self._dget(site)
-                if d is not None and d[1] > 0 and d[4]:  # skipping, and not watched (WARMING = 0)
-                    d[1] -= 1
-                    self._skips[d[4]] += 1
-                    self._idle += 1
-                    self._idle_site = d
-                    if self._prev is not None:
-                        self._tick(site)
-                elif not self._skip_site(site):
-                    self._coalesce(PIO_OUT if is_out else PIO_IN, port, checked_site=site)
-            else:
-                self._coalesce(PIO_OUT if is_out else PIO_IN, port)
-        else:
+        if site < 0:
             self._coalesce(PIO_OUT if is_out else PIO_IN, port)
+        else:
+            d = self._dget(site)
+            if d is not None and d[1] > 0 and d[4]:  # skipping, and not watched (WARMING = 0)
+                d[1] -= 1
+                self._skips[d[4]] += 1
+                self._idle += 1
+                self._idle_site = d
+                if self._prev is not None:
+                    self._tick(site)
+            elif not self._skip_site(site):
+                self._coalesce(PIO_OUT if is_out else PIO_IN, port, checked_site=site)
         return self._nap() if self._idle >= self._nap_probe else 0
 
     def _nap(self) -> int:

@@ -482,6 +482,7 @@ class Machine:
         # checked against the mapping so a bad data_offset can never index outside it.
         page_limit = vcpu.page_size
         n_total = n_io = 0
+        nap = 0  # exits the engine asked to be left alone from this one on (see above)
         try:
             while self._stop is None:
                 if run_ioctl(fd, KVM_RUN, 0) < 0:
@@ -513,9 +514,6 @@ class Machine:
                                 pio_write(port, size, from_bytes(page[i:i + size], "little"))
                         if engine is not None and self._stop is None:
                             nap = engine.after_pio(1, port)
-                            if nap:
-                                wake, engine = n_total + nap, None
-                                self._engine_dormant = True
                     else:  # IN: the value goes where KVM completes the instruction from
                         if count == 1:
                             if size == 1:
@@ -529,15 +527,12 @@ class Machine:
                             page[off:off + size * count] = buf
                         if engine is not None and self._stop is None:
                             nap = engine.after_pio(0, port)
-                            if nap:
-                                wake, engine = n_total + nap, None
-                                self._engine_dormant = True
                 else:
                     self.handle_exit(vcpu.decode_exit())
-                    if self._nap:
-                        wake, engine = n_total + self._nap, None
-                        self._engine_dormant = True
-                        self._nap = 0
+                    nap, self._nap = self._nap, 0
+                if nap:
+                    wake, engine, nap = n_total + nap, None, 0
+                    self._engine_dormant = True
                 if self._intr:
                     self._service_interrupts()
         finally:
