@@ -26,7 +26,7 @@ def test_memory_then_disk_then_recompile_after_corruption(tmp_path):
     a = CodeCache(str(tmp_path))
     assert run(a.compile_keyed(b"bytes", "<x86 t>", make)) == 42 and made == [1]
     assert run(a.compile_keyed(b"bytes", "<x86 t>", make)) == 42 and made == [1]  # memory
-    files = [p for p in tmp_path.iterdir() if p.suffix == ".code"]
+    files = [p for p in tmp_path.rglob("*.code")]
     assert len(files) == 1
     b = CodeCache(str(tmp_path))  # another process, say
     assert run(b.compile_keyed(b"bytes", "<x86 t>", make)) == 42 and made == [1]  # disk
@@ -41,15 +41,39 @@ def test_memory_then_disk_then_recompile_after_corruption(tmp_path):
 
 
 def test_disk_cache_is_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(codecache, "DISK_ENTRIES", 5)
+    monkeypatch.setattr(codecache, "DISK_ENTRIES", 8)
+    monkeypatch.setattr(codecache, "SHARDS", 2)  # a share of 4 files each
     monkeypatch.setattr(codecache, "DISK_WRITES_PER_PROCESS", 8)
     a = CodeCache(str(tmp_path))
     for i in range(20):
         a.compile_keyed(str(i).encode(), "<x86 t>", lambda: SRC)
-    count = lambda: sum(1 for p in tmp_path.iterdir() if p.suffix == ".code")  # noqa: E731
-    assert count() == 8  # no more writes than allowed per process
-    CodeCache(str(tmp_path)).compile_keyed(b"x", "<x86 t>", lambda: SRC)
-    assert count() == 1  # more than DISK_ENTRIES found at start: emptied first
+    files = lambda: list(tmp_path.rglob("*.code"))  # noqa: E731
+    assert len(files()) == 8  # no more writes than allowed per process
+    assert {p.parent.name for p in files()} <= {"00", "01"}
+    per_shard = lambda: {d.name: len(list(d.glob("*.code"))) for d in tmp_path.iterdir()}  # noqa: E731
+    before = per_shard()
+    assert max(before.values()) >= 4  # 8 files in 2 subdirectories: one holds its share
+    # Another process writes until each subdirectory has been counted once: one that held its
+    # share (4) or more is emptied before the first write into it, the others are kept.
+    b = CodeCache(str(tmp_path))
+    i = 100
+    while len(b._checked) < 2:
+        b.compile_keyed(str(i).encode(), "<x86 t>", lambda: SRC)
+        i += 1
+    after = per_shard()
+    for name, n in before.items():
+        assert after[name] <= (b.writes if n >= 4 else n + b.writes)
+        if n >= 4:
+            assert after[name] < n
+    assert sum(after.values()) <= 8 + 8
+
+
+def test_reading_never_counts_the_directory(tmp_path, monkeypatch):
+    a = CodeCache(str(tmp_path))
+    a.compile_keyed(b"k", "<x86 t>", lambda: SRC)
+    b = CodeCache(str(tmp_path))
+    monkeypatch.setattr(os, "scandir", lambda *_: (_ for _ in ()).throw(AssertionError("scan")))
+    assert run(b.compile_keyed(b"k", "<x86 t>", lambda: SRC)) == 42 and b.hits_disk == 1
 
 
 def test_memory_is_bounded(tmp_path, monkeypatch):
