@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Issue 6's uart_spin figures: IO exits per printed byte and wall time per printed byte.
 
-    python scripts/bench_trace.py [--rounds 5] [--policies off,trace,trace:10,fig5]
+    python scripts/bench_trace.py [--rounds 5] [--policies off,trace,trace:10,fig5] [--fresh]
+                                  [--cpu N|none]
 
 Each round runs guests/uart_spin.bin once per policy (interleaved, so host noise hits them
-alike), in-process, pykvmm's firmware first, serial output to a temporary file.  A policy is
+alike), in-process or, with --fresh, each run in a new Python process (as a user's run: only the
+on-disk code cache is warm), pykvmm's firmware first, serial output to a temporary file, pinned
+to one CPU unless --cpu none (see bench_coalesce.py).  A policy is
 ``NAME``, with the command line's defaults (extent 10, but the calibrated one of --extent auto
 for trace; warm-up auto), or ``NAME:EXTENT`` (``auto``: the calibrated extent).
 
@@ -19,8 +22,10 @@ printed because this host's wall times move with it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,14 +81,37 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--policies", default="off,trace,trace:10")
     ap.add_argument("--guest", default=str(ROOT / "guests" / "uart_spin.bin"))
+    ap.add_argument("--fresh", action="store_true",
+                    help="each run in a new Python process (what a user's run costs)")
+    ap.add_argument("--cpu", default="last", metavar="N|none",
+                    help="pin to this CPU (default: the last one this process may use), or none")
+    ap.add_argument("--one", metavar="POLICY", help=argparse.SUPPRESS)  # a --fresh child
     args = ap.parse_args()
     guest = Path(args.guest).read_bytes()
+    if args.one:
+        print(json.dumps(run_once(guest, args.one)))
+        return 0
+    if args.cpu != "none":
+        cpus = sorted(os.sched_getaffinity(0))
+        args.cpu = str(cpus[-1] if args.cpu == "last" else int(args.cpu))
+        os.sched_setaffinity(0, {int(args.cpu)})  # inherited by --fresh children
+
+    def once(p: str) -> dict:
+        if not args.fresh:
+            return run_once(guest, p)
+        r = subprocess.run([sys.executable, __file__, "--guest", args.guest, "--one", p],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"bench_trace: {p}: status {r.returncode}: {r.stderr.strip()[-300:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
     policies = args.policies.split(",")
     runs: dict[str, list[dict]] = {p: [] for p in policies}
     for _ in range(args.rounds):
         for p in policies:
-            runs[p].append(run_once(guest, p))
-    print(f"{Path(args.guest).name}, median of {args.rounds} rounds, load average "
+            runs[p].append(once(p))
+    print(f"{Path(args.guest).name}, median of {args.rounds} rounds, "
+          f"{'a fresh process per run' if args.fresh else 'in one process'}, CPU {args.cpu}, load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'policy':12s} {'bytes':>6s} {'IO exits':>9s} {'exits/byte':>10s} {'wall s':>7s} "
           f"{'steady s':>8s} {'µs/byte':>8s} {'vs off':>7s}")

@@ -49,6 +49,10 @@ SHORT_BLOCK = 16
 # back to its first instruction, to make it a loop block, was tried: a poll's JZ back to
 # itself then cut the unrolled print loop into short blocks.)
 CUT_LIMIT, CUT_WINDOW = 1, 2  # why a block ended early (Block.cut)
+# A block's record on disk (see Emulator.block) is keyed by its IP and this many code bytes (at
+# least one whole instruction), and keeps this many candidates (lengths and shapes) there.
+RECORD_PREFIX = 16
+RECORD_CANDIDATES = 4
 LOOP_HEADS = 4096  # loop heads remembered (linear addresses), all forgotten when full
 # New blocks are built only when at least this much room is left, and no longer than the room:
 # near the end of a budget the run goes on with single instructions instead of compiling a
@@ -399,6 +403,29 @@ class Emulator:
                     del bcache[key]  # most recently used last
                     bcache[key] = entries
                     return b
+        # Not in memory: a block built here by an earlier process, from its record (codecache),
+        # without decoding a single instruction.  A record is keyed by the IP and the first
+        # code bytes, and holds each candidate's whole bytes, shape and code object; a candidate
+        # is taken under the same conditions as a block from memory, and only where guest
+        # memory holds those bytes in RAM or ROM now.  Blocks depend on nothing but their IP,
+        # bytes and shape (the code segment's base is not in the generated code).
+        rkey = ip.to_bytes(4, "little") + bytes(ram[lin:lin + RECORD_PREFIX])
+        rec = self.code_cache.load_record(rkey)
+        if rec is not None:
+            kind = self.mem.kind
+            for c_bytes, c_loop, c_count, c_cut, c_inner, c_code in rec:
+                n = len(c_bytes)
+                if (ip + n <= hi and (not c_cut or c_count >= (limit if c_cut == CUT_LIMIT
+                                                              else min(limit, wroom)))
+                        and ram[lin:lin + n] == c_bytes and kind(lin, n) in (RAM, ROM)
+                        and not any(lin + o in heads for o in c_inner)):
+                    loc: dict[str, Any] = {}
+                    exec(c_code, self._ns, loc)
+                    self.compiled += 1
+                    b = Block(lin, ip, ip + n, c_bytes, loc["f"], c_count, c_cut,
+                              tuple(lin + o for o in c_inner))
+                    self._keep_block(key, entries, b)
+                    return b
         gens = []
         inner = []
         at = ip
@@ -436,8 +463,20 @@ class Emulator:
         # The block is fixed by its bytes, its first IP and its shape (loop or not).
         code = bytes(ram[lin:cs_base + at])
         what = b"B" + ip.to_bytes(4, "little") + (b"L" if loop_ip >= 0 else b"-") + code
-        fn = self._exec(what, f"<x86 block {ip:04x}-{at:04x}>", lambda: assemble(gens, loop_ip))
-        b = Block(lin, ip, at, code, fn, len(gens), cut, tuple(inner))
+        co = self.code_cache.compile_keyed(what, f"<x86 block {ip:04x}-{at:04x}>",
+                                           lambda: assemble(gens, loop_ip), disk=False)
+        loc = {}
+        exec(co, self._ns, loc)
+        self.compiled += 1
+        b = Block(lin, ip, at, code, loc["f"], len(gens), cut, tuple(inner))
+        self._keep_block(key, entries, b)
+        cand = (code, loop_ip >= 0, len(gens), cut, tuple(a - lin for a in inner), co)
+        older = tuple(c for c in rec or () if c[:5] != cand[:5])
+        self.code_cache.store_record(rkey, older[-(RECORD_CANDIDATES - 1):] + (cand,))
+        return b
+
+    def _keep_block(self, key: tuple[int, int], entries: list[Block] | None, b: Block) -> None:
+        bcache = self._bcache
         if entries is None:
             if len(bcache) >= self.cache_limit:
                 del bcache[next(iter(bcache))]
@@ -445,7 +484,6 @@ class Emulator:
         elif len(entries) >= 4:
             del entries[0]
         entries.append(b)
-        return b
 
     def decode(self, cpu_or_cs_base: CpuState | int, ip: int) -> Insn:
         """The instruction at CS:ip (CS base from a CpuState or given), through the cache."""
@@ -573,29 +611,28 @@ class Emulator:
                         break
                     lin = cs_base + ip
                     build = blocks_ok and room >= MIN_BLOCK_ROOM
-                    single = live.get(ip)
-                    if single is None:
-                        ins = self.lookup(cs_base, ip)
-                        if not ins.supported:
-                            reason, detail = ins.reason, ins.detail
-                            break
-                        end = lin + ins.length
-                        # Cold code: when a block will run from here, the single-instruction
-                        # function is compiled only if a block turns out impossible.
-                        if not build:
-                            single = live[ip] = ins.fn or self._single(ins)
-                    else:
-                        end = lin
-                    f = single
+                    # A block first: from memory or a record it needs no decoding at all (an
+                    # instruction it cannot start with leaves it None, and is refused below).
+                    b = None
                     if build:
                         most = MAX_BLOCK if lin in heads else SHORT_BLOCK
                         b = self.block(cs_base, ip, hi, min(most, room), wroom)
-                        if b is not None:
-                            f = b.fn
-                            end = lin + len(b.bytes)
-                        elif f is None:
+                    if b is not None:
+                        f = blocks[ip] = b.fn
+                        end = lin + len(b.bytes)
+                    else:
+                        f = live.get(ip)
+                        if f is None:
+                            ins = self.lookup(cs_base, ip)
+                            if not ins.supported:
+                                reason, detail = ins.reason, ins.detail
+                                break
+                            end = lin + ins.length
                             f = live[ip] = ins.fn or self._single(ins)
-                        blocks[ip] = f
+                        else:
+                            end = lin
+                        if build:
+                            blocks[ip] = f
                     if end > lin:
                         # code fetched in this run: a write into it is self-modifying code
                         grown = True

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from pykvmm.machine.bus import MmioBus, PortBus
 from pykvmm.x86 import stops
-from pykvmm.x86.emulator import Emulator
+from pykvmm.x86.codecache import CodeCache
+from pykvmm.x86.emulator import RECORD_PREFIX, Emulator
 from pykvmm.x86.state import CpuState
 
 from conftest import FlatMemory
@@ -378,3 +379,67 @@ def test_forwarded_register_values_match_single_steps():
             a, b = _both_ways(bytes.fromhex(code), budget, None, ecx=5, eax=0x1234, ebx=0x21,
                               edx=0x80, esi=0x10, edi=0x40)
             assert a == b, (name, budget)
+
+
+# -- blocks from records (a later process) ------------------------------------------------------
+
+def _with_cache(code: bytes, cache):
+    mem, pio, emu = make(code)
+    emu.code_cache = cache
+    looked = []
+    real = emu.lookup
+    emu.lookup = lambda cs, ip: (looked.append(ip), real(cs, ip))[1]
+    return mem, pio, emu, looked
+
+
+def _state_after(emu, mem, budget=4096):
+    cpu = CpuState(ip=CODE, ds=DATA_SEG, es=DATA_SEG, ss=0x100, esp=0x8000, ecx=300, edi=0)
+    stop = emu.run(cpu, max_insns=budget)
+    return stop.reason, stop.insns, stop.ios, cpu.s[:], bytes(mem.ram[0:0x20000])
+
+
+def test_a_recorded_block_runs_in_a_new_process_without_decoding(tmp_path):
+    """A second process (another CodeCache on the same directory, empty in memory) takes the
+    loop's block from its record: the same end state as decoding it, and no instruction but
+    the HLT after it (a block cannot start there) is decoded."""
+    first = _with_cache(LOOP_WITH_IO, CodeCache(str(tmp_path)))
+    want = _state_after(first[2], first[0])
+    assert want[0] == stops.HALT and len(first[3]) >= 8
+    later = _with_cache(LOOP_WITH_IO, CodeCache(str(tmp_path)))
+    assert _state_after(later[2], later[0]) == want
+    assert set(later[3]) == {CODE + len(LOOP_WITH_IO) - 1} and later[2].code_cache.record_hits >= 1
+    # A budget that cuts the loop short gives the same figures from records as from decoding.
+    for budget in (5, 6, 7, 50):
+        a = _with_cache(LOOP_WITH_IO, CodeCache(str(tmp_path)))
+        b = _with_cache(LOOP_WITH_IO, CodeCache(disk=False))
+        assert _state_after(a[2], a[0], budget) == _state_after(b[2], b[0], budget), budget
+
+
+def test_a_record_is_not_taken_for_other_bytes_past_its_prefix(tmp_path):
+    """The record's key holds only the first RECORD_PREFIX bytes: a block whose later bytes
+    differ is decoded afresh, with the new bytes' result, and the record then holds both."""
+    straight = bytes.fromhex("0401") * 12 + b"\xf4"  # add al, 1 (x12); hlt
+    other = bytearray(straight)
+    other[21] = 5  # the 11th ADD adds 5: past the 16-byte prefix
+    assert RECORD_PREFIX <= 20
+    first = _with_cache(straight, CodeCache(str(tmp_path)))
+    want = _state_after(first[2], first[0])
+    a = _with_cache(bytes(other), CodeCache(str(tmp_path)))
+    got = _state_after(a[2], a[0])
+    b = _with_cache(bytes(other), CodeCache(disk=False))
+    assert got == _state_after(b[2], b[0]) and got[3][0] == want[3][0] + 4  # AL: 4 more
+    assert CODE + 20 in a[3]  # the changed ADD was decoded
+    for code, state in ((straight, want), (bytes(other), got)):
+        again = _with_cache(code, CodeCache(str(tmp_path)))
+        assert _state_after(again[2], again[0]) == state and set(again[3]) == {CODE + 24}
+
+
+def test_a_broken_record_file_is_ignored(tmp_path):
+    first = _with_cache(LOOP_WITH_IO, CodeCache(str(tmp_path)))
+    want = _state_after(first[2], first[0])
+    recs = list(tmp_path.rglob("*.rec"))
+    assert recs
+    for p in recs:
+        p.write_bytes(b"\x00garbage")
+    later = _with_cache(LOOP_WITH_IO, CodeCache(str(tmp_path)))
+    assert _state_after(later[2], later[0]) == want and len(later[3]) >= 8
