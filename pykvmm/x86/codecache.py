@@ -207,11 +207,13 @@ class CodeCache:
 
 
 def _generator_version() -> bytes:
-    """A digest of everything that shapes generated source: the code generator's and the
-    decoder's own files, the instruction tables, capstone's version, Python's."""
+    """A digest of everything that shapes generated source and records: the code generator's,
+    the decoder's and the emulator's own files, the instruction tables, capstone's version,
+    Python's."""
     h = hashlib.blake2b(digest_size=16)
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("codegen.py", "decoder.py", "state.py", "stops.py", "codecache.py"):
+    for name in ("codegen.py", "decoder.py", "state.py", "stops.py", "codecache.py",
+                 "emulator.py"):  # emulator.py: how blocks are cut, and their records' form
         try:
             with open(os.path.join(here, name), "rb") as f:
                 h.update(f.read())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from types import CodeType
 from typing import Any
 
 from ..machine.memory import RAM, ROM
@@ -413,12 +414,19 @@ class Emulator:
         rec = self.code_cache.load_record(rkey)
         if rec is not None:
             kind = self.mem.kind
-            for c_bytes, c_loop, c_count, c_cut, c_inner, c_code in rec:
-                n = len(c_bytes)
-                if (ip + n <= hi and (not c_cut or c_count >= (limit if c_cut == CUT_LIMIT
-                                                              else min(limit, wroom)))
-                        and ram[lin:lin + n] == c_bytes and kind(lin, n) in (RAM, ROM)
-                        and not any(lin + o in heads for o in c_inner)):
+            for cand in rec:
+                try:
+                    c_bytes, _, c_count, c_cut, c_inner, c_code = cand
+                    n = len(c_bytes)
+                    ok = (isinstance(c_code, CodeType) and isinstance(c_bytes, bytes)
+                          and 0 < n and ip + n <= hi
+                          and (not c_cut or c_count >= (limit if c_cut == CUT_LIMIT
+                                                        else min(limit, wroom)))
+                          and ram[lin:lin + n] == c_bytes and kind(lin, n) in (RAM, ROM)
+                          and not any(lin + o in heads for o in c_inner))
+                except (TypeError, ValueError):
+                    ok = False  # not a record this version wrote: ignored
+                if ok:
                     loc: dict[str, Any] = {}
                     exec(c_code, self._ns, loc)
                     self.compiled += 1
@@ -471,7 +479,9 @@ class Emulator:
         b = Block(lin, ip, at, code, loc["f"], len(gens), cut, tuple(inner))
         self._keep_block(key, entries, b)
         cand = (code, loop_ip >= 0, len(gens), cut, tuple(a - lin for a in inner), co)
-        older = tuple(c for c in rec or () if c[:5] != cand[:5])
+        older = tuple(c for c in rec or ()
+                      if isinstance(c, tuple) and len(c) == len(cand)
+                      and isinstance(c[5], CodeType) and c[:5] != cand[:5])
         self.code_cache.store_record(rkey, older[-(RECORD_CANDIDATES - 1):] + (cand,))
         return b
 
