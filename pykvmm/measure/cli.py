@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import _warmup
+from ..coalesce.engine import COMMAND_LINE_WARMUP
 from ..errors import KvmError, PykvmmError, UsageError
 from . import options as O
 from .progress import Progress
@@ -45,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                    + " (default: all)")
     p.add_argument("--extents", metavar="N,M", help="extents for the engine policies (default: "
                    + ",".join(map(str, O.default_extents())) + ")")
+    p.add_argument("--warmup", type=_warmup, default=COMMAND_LINE_WARMUP, metavar="N|auto",
+                   help="the engine policies' warm-up, as pykvmm's --warmup (default: "
+                        f"{COMMAND_LINE_WARMUP}, the command line's; 0: the patent's figures, "
+                        "every site a candidate from its first exit)")
     p.add_argument("-r", "--repeats", default="3", metavar="R", help="runs per configuration (default 3)")
     p.add_argument("--out", default="results/exit-counts", metavar="DIR",
                    help="where results.json, table.md and the plots go (default results/exit-counts)")
@@ -189,7 +195,7 @@ def _sweep(args, guests, policies, extents, repeats, head_extent, headline, qemu
     for g, image in images.items():
         for rep in range(repeats):  # configurations interleaved, so host noise hits them alike
             for policy, extent in configs:
-                rec = run_one(image, policy, extent, timeout=args.timeout)
+                rec = run_one(image, policy, extent, timeout=args.timeout, warmup=args.warmup)
                 rec.update(guest=g, policy=policy, extent=extent, repeat=rep)
                 runs.append(rec)
                 bar.step(f"{g} {policy}{'' if extent is None else f' e{extent}'} r{rep + 1}")
@@ -226,7 +232,7 @@ def _sweep(args, guests, policies, extents, repeats, head_extent, headline, qemu
         "python": platform.python_version(), "commit": _git_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m pykvmm.measure " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "repeats": repeats, "guests": list(images), "policies": policies, "extents": extents,
+        "repeats": repeats, "warmup": args.warmup, "guests": list(images), "policies": policies, "extents": extents,
         "sweep_s": round(time.time() - started, 1), "note": IO_EXITS_NOTE,
     }
     head = headline_rows(rows, headline, head_extent)

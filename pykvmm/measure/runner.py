@@ -28,11 +28,13 @@ KVM_STATS_KEPT = ("exits", "io_exits", "mmio_exits", "halt_exits", "signal_exits
                   "irq_window_exits", "request_irq_exits", "irq_exits", "insn_emulation")
 # Engine statistics kept per run (the rest stays in --stats-json).
 ENGINE_KEPT = ("scans", "blocks_emulated", "instructions_emulated", "io_emulated", "singular",
-               "table_hits", "table_misses", "hash_mismatches", "invalidations", "completions")
+               "table_hits", "table_misses", "hash_mismatches", "invalidations", "completions",
+               "warmup", "warming", "demoted")
 RING_KEPT = ("drains", "ring_writes", "max_batch")
 
 
-def run_one(image: bytes, policy: str, extent, timeout: float = 60.0) -> dict:
+def run_one(image: bytes, policy: str, extent, timeout: float = 60.0,
+            warmup: int | str = E.COMMAND_LINE_WARMUP) -> dict:
     """Run ``image`` once; the record the sweep stores (see README, "Exit counts")."""
     fd, out = tempfile.mkstemp(prefix="pykvmm-measure-")
     os.close(fd)
@@ -49,7 +51,7 @@ def run_one(image: bytes, policy: str, extent, timeout: float = 60.0) -> dict:
                 m.ring = CoalescedRing(m)
             elif policy != E.OFF:
                 m.engine = E.CoalescingEngine(m, policy, extent=auto_extent() if extent == AUTO
-                                              else extent)
+                                              else extent, warmup=warmup)
             c0 = proc.cpu_times()
             t0 = time.perf_counter()
             r = m.run(timeout=timeout)

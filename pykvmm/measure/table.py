@@ -78,7 +78,7 @@ def document(meta: dict, rows: list[dict], headline: list[dict], skipped: list[s
            f"{meta['python']}), pykvmm {meta['commit']}, {meta['date']}, by:\n",
            f"    {meta['command']}\n",
            f"Each configuration ran {meta['repeats']} times in-process (pykvmm's firmware first, "
-           "output to a file); counts are medians, `wall` is the run loop's wall time (median, "
+           f"output to a file; the engine policies with warm-up {meta.get('warmup', 0)}); counts are medians, `wall` is the run loop's wall time (median, "
            "minimum). `exits` are KVM_RUN returns by reason as pykvmm counts them (`intr` kicks "
            "included in `exits`); `IO exits / io_op` is (io + mmio exits) / guest IO operations. "
            "For QEMU, `exits` is KVM's `exits` statistic for its vCPU (QMP `query-stats`, read "
