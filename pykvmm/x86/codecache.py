@@ -123,34 +123,42 @@ class CodeCache:
     def _record_key(self, what: bytes) -> bytes:
         return hashlib.blake2b(GENERATOR + b"record\0" + what, digest_size=16).digest()
 
-    def load_record(self, what: bytes):
-        """The record stored for ``what`` (bytes that determine it), from memory or disk, or
-        None.  A record is only a hint the caller validates against guest memory."""
-        key = self._record_key(what)
+    def _recall(self, key: bytes):
+        """The object kept in memory under ``key`` (most recently used now), or None."""
         with self._lock:
-            rec = self._mem.get(key)
-            if rec is not None:
+            obj = self._mem.get(key)
+            if obj is not None:
                 self._mem.move_to_end(key)
-                self.record_hits += 1
-                return rec
-        if self.dir is None:
-            return None
-        _, path = self._path(key, ".rec")
+            return obj
+
+    @staticmethod
+    def _read(path: str):
+        """The object marshalled in ``path``, or None when there is none; an unreadable or
+        truncated file is removed (it is written again)."""
         try:
             with open(path, "rb") as f:
-                rec = marshal.loads(f.read())
+                return marshal.loads(f.read())
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError, EOFError, TypeError):
             try:
-                os.unlink(path)  # unreadable or truncated
+                os.unlink(path)
             except OSError:
                 pass
             return None
-        if not isinstance(rec, tuple):
-            return None
-        self.record_hits += 1
-        self._remember(key, rec)
+
+    def load_record(self, what: bytes):
+        """The record stored for ``what`` (bytes that determine it), from memory or disk, or
+        None.  A record is only a hint the caller validates against guest memory."""
+        key = self._record_key(what)
+        rec = self._recall(key)
+        if rec is None and self.dir is not None:
+            rec = self._read(self._path(key, ".rec")[1])
+            if not isinstance(rec, tuple):
+                return None
+            self._remember(key, rec)
+        if rec is not None:
+            self.record_hits += 1
         return rec
 
     def store_record(self, what: bytes, rec: tuple) -> None:
@@ -166,29 +174,18 @@ class CodeCache:
             self._write(*self._path(key, ".rec"), data)
 
     def _get(self, key: bytes, name: str, make_source, disk: bool = True) -> CodeType:
-        with self._lock:
-            code = self._mem.get(key)
-            if code is not None:
-                self._mem.move_to_end(key)
-                self.hits_memory += 1
-                return code
+        code = self._recall(key)
+        if code is not None:
+            self.hits_memory += 1
+            return code
         path = shard = None
         if self.dir is not None and disk:
             shard, path = self._path(key, ".code")
-            try:
-                with open(path, "rb") as f:
-                    code = marshal.loads(f.read())
-                if isinstance(code, CodeType):
-                    self.hits_disk += 1
-                    self._remember(key, code)
-                    return code
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-            except (OSError, ValueError, EOFError, TypeError):
-                try:
-                    os.unlink(path)  # unreadable or truncated: compile again
-                except OSError:
-                    pass
+            code = self._read(path)
+            if isinstance(code, CodeType):
+                self.hits_disk += 1
+                self._remember(key, code)
+                return code
         code = compile(make_source(), name, "exec")
         self.compiles += 1
         self._remember(key, code)
