@@ -106,6 +106,12 @@ KICK_PENDING = "kick-pending"  # the vCPU was kicked (deadline, signal, input): 
 DEMOTE_AFTER = 3
 DEMOTE_FIRST = 16
 DEMOTE_MAX = 4096
+# With warm-up auto, a bought site's first this many timed emulations are not held against it:
+# they run cold (its code just compiled or loaded, the Python paths around it not yet warm).
+# Measured, fig8's loop head under fig5, the first run in a process: 767 us (the purchase), then
+# 27, 27, 95, 22, 19, 16, 31, 17, 14 and 12 us, settling at 10-12, against 23 us saved (three
+# exits); three of those in a row demoted it, and fig5 took 3,802 exits instead of 2,134.
+SETTLE_EMULATIONS = 10
 # Naps (see CoalescingEngine._nap): after NAP_PROBE idle exits the machine leaves the next
 # NAP_FIRST exits native without calling the engine, doubling on each nap in a row up to NAP_MAX
 # (at 8-25 us an exit here, 0.13-0.4 s); each IO an emulation absorbs earns one more idle exit
@@ -228,8 +234,9 @@ class CoalescingEngine:
         else:
             self.table = None  # trace follows control flow; the emulator's cache validates code
         # site -> [misses in a row, exits left to skip, next penalty, emulations, state (WARMING,
-        # ACTIVE, RESTING), visits followed by a follow-on exit, visits observed, exits seen
-        # while watched]; None with --literal.
+        # ACTIVE, RESTING), visits followed by a follow-on exit, visits observed, exits rented
+        # (watched, and rests taken while the rent was positive), the site of the last
+        # follow-on (-1: none yet)]; None with --literal.
         self.demotion: OrderedDict | None = None if literal else OrderedDict()
         self.table_size = table_size
         self.demoted = self.warming = 0
@@ -442,7 +449,7 @@ class CoalescingEngine:
                 # one loop), and when unsure the exit goes back to native execution.
                 spent = time.perf_counter_ns() - t0
                 if reason not in _NOT_THE_SITES:
-                    self._score(site, spent < stop.ios * self._exit_ns, False)
+                    self._score(site, spent < stop.ios * self._exit_ns, False, timed=True)
                 if emu.compiled == compiled:
                     # A warm emulation: the engine's own overhead around it, for the forecast.
                     self._overhead_ns += (spent - t_run - self._overhead_ns) * R.OVERHEAD_WEIGHT
@@ -452,7 +459,7 @@ class CoalescingEngine:
                     # device deadline already due, says nothing about the site)
                     self._score(site, stop.ios > 0, emu.replaced != replaced)
 
-    def _score(self, site: int, profitable: bool, changed: bool) -> None:
+    def _score(self, site: int, profitable: bool, changed: bool, timed: bool = False) -> None:
         """Profitability bookkeeping for a site (bounded like the table: LRU).
 
         Without warm-up an emulation is unprofitable when it reached no further IO, or when a
@@ -460,11 +467,12 @@ class CoalescingEngine:
         keeps changing, where every exit pays capstone and compilation: far dearer than the
         exit it saves).  Merely reaching new code is not a change: a trace that goes further
         than the last one compiles what it meets, once.  With warm-up the caller measures it
-        (see _coalesce)."""
+        (see _coalesce, ``timed``), and a site's first SETTLE_EMULATIONS timed emulations after
+        it was bought count only when they pay."""
         demotion = self.demotion
         d = demotion.get(site)
         if d is None:
-            d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, ACTIVE, 0, 0, 0]
+            d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, ACTIVE, 0, 0, 0, -1]
             if len(demotion) > self.table_size:
                 demotion.popitem(last=False)
         else:
@@ -476,6 +484,8 @@ class CoalescingEngine:
             d[0] = 0
             d[2] = max(DEMOTE_FIRST, d[2] // 2)
             return
+        if timed and d[3] <= SETTLE_EMULATIONS:
+            return  # still settling after its purchase (see SETTLE_EMULATIONS)
         d[0] += 1
         if d[0] >= DEMOTE_AFTER:
             d[0] = 0
@@ -517,7 +527,7 @@ class CoalescingEngine:
         if demotion is not None:
             d = demotion.get(site)
             if d is None and self.warmup:
-                d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, WARMING, 0, 0, 0]
+                d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, WARMING, 0, 0, 0, -1]
                 if len(demotion) > self.table_size:
                     demotion.popitem(last=False)
             if d is not None:
@@ -574,6 +584,7 @@ class CoalescingEngine:
                 near = 0 < delta <= self._reach
             if near:
                 prev[5] += 1
+                prev[8] = site  # the follower, for the forecast's walk (R.chain_along)
                 self._recent += (1 - self._recent) * R.RECENT_WEIGHT
             else:
                 self._recent -= self._recent * R.RECENT_WEIGHT
@@ -592,17 +603,24 @@ class CoalescingEngine:
                 self._idle += 1
                 self._idle_site = d
                 return True
-            d[4] = WARMING  # rested: watched afresh
-            d[5] = d[6] = d[7] = 0
+            d[4] = WARMING  # rested: watched afresh (the exits rented so far still count)
+            d[5] = d[6] = 0
         d[7] += 1
         if self._idle > 0 and d[2] == DEMOTE_FIRST:
             self._idle = 0  # a site warming up that never rested: still learning, no nap
         rent = 0.0
         if d[6] >= R.MIN_OBSERVED:
-            # R.should_buy, with the rent computed once (this runs on every watched exit)
-            rent = R.rent_ns(d[5], d[6], self._recent, self._cap, self._exit_ns, self._overhead_ns)
+            # R.should_buy, with the rent computed once (this runs on every watched exit), the
+            # rent forecast along the follow-ons seen (R.rent_along)
+            rent = R.rent_along(site, d, self.demotion.get, self._recent, self._cap,
+                                None if self._decide is None else self._reach,
+                                self._exit_ns, self._overhead_ns)
             if rent > 0 and d[7] * rent >= self._buy_ns:
+                # Bought: its emulations are counted afresh, and a demotion starts from the
+                # first penalty (the rests before it doubled the same field).
                 d[4] = ACTIVE
+                d[0] = d[3] = 0
+                d[2] = DEMOTE_FIRST
                 return False
         d[6] += 1
         self._prev, self._prev_site = d, site  # the next exit tells whether this one had a follow-on
@@ -612,6 +630,11 @@ class CoalescingEngine:
             # then look again.
             d[4] = RESTING
             d[1] = d[2]
+            # The rest's exits are rented too: with a positive rent they count toward the price
+            # (a site that saves a little on each exit buys after as many of its exits as the
+            # rule asks, rests included: fig8's loop head under fig5, about 250); with none,
+            # nothing has been paid towards it.
+            d[7] = d[7] + d[2] if rent > 0 else 0
             d[2] = min(DEMOTE_MAX, d[2] * 2)
         self.warming += 1
         return True

@@ -15,8 +15,9 @@ a site is what emulating it would have saved: the chain of exits that follow it 
 to be absorbed, each worth an exit round trip, minus the per-emulation overhead.  While a site
 warms up, each of its native exits is watched (a clock read): the next exit is a follow-on when
 an emulation could have reached it (a little further on in the code, or soon after in time).
-The chain is forecast as the site's own follow-on rate continued at the recent rate over all
-exits (see chain).  A site is bought once ``exits seen x rent`` reaches the price (the
+The chain is forecast along the follow-ons seen: the site's own follow-on rate, then that of
+the site that followed it, and so on (see chain_along); where nothing more is known, at the
+recent rate over all exits (see chain).  A site is bought once ``exits seen x rent`` reaches the price (the
 calibrated cost of compiling a block, calibrate.py); one whose rent is not positive, or too
 small to pay within MAX_WATCH exits, rests for its demotion penalty and is watched again later.
 The overhead starts from a prior and follows what the engine measures on warm emulations.
@@ -91,6 +92,73 @@ def chain(followed: int, seen: int, recent: float, cap: int) -> float:
         return 0.0
     stay = min(recent, 1 - 1 / cap)
     return min(cap, followed / seen / (1 - stay))
+
+
+# The fields of a site's forecast entry that chain_along reads (the engine's demotion entries).
+FOLLOWED, SEEN, FOLLOWER = 5, 6, 8
+# Follow-on sites walked at most per forecast (each a dict lookup, on a watched exit); beyond,
+# the recent rate continues the chain.
+CHAIN_WALK = 8
+
+
+def chain_along(site: int, entry: list, get, recent: float, cap: int,
+                reach: int | None) -> tuple[float, float]:
+    """Forecast what an emulation from ``site`` would absorb, along the chain of sites seen to
+    follow one another.  Returns ``(follow_ons, back)``: the follow-on exits expected before the
+    chain comes back to ``site``, and the chance that it does come back (the site's next exit
+    is then inside the chain).
+
+    The walk: ``entry``'s follow-on rate, times one plus the chain from the site that followed
+    it (its ``FOLLOWER``, looked up with ``get``), and so on, at most ``cap`` exits and
+    CHAIN_WALK sites; where the next site is unknown, the recent rate over all exits continues
+    it (as chain does).  It stops where the chain returns to ``site``: what lies beyond is
+    the rent of the site's next exit, and counting it here too would count every exit of a
+    loop once per pass still to come (a 20-byte polling loop forecast 15 follow-ons an exit,
+    where each exit forgoes one).  ``reach``: the Figures' scan covers a fixed window from the
+    trap, so the walk stops at a follower further than ``reach`` bytes from ``site`` (None
+    under trace, whose window slides).
+
+    Why walk: Figure 8's loop body traps at positions 3, 5, 8 and 11, and a block from 3
+    absorbs the other three, but 11's next exit (3 again, a loop later) is no follow-on, so the
+    rate over all exits is about a half and chain forecast 1.85 follow-ons from 3, less than
+    the emulation's overhead: fig5 never bought the patent's own example (4,156 exits against
+    1,068 with warm-up 0, and 45 ms against 29)."""
+    stay = min(recent, 1 - 1 / cap)
+    total = 0.0
+    p = 1.0
+    d = entry
+    for _ in range(CHAIN_WALK):
+        seen = d[SEEN]
+        if not seen:
+            break
+        p *= d[FOLLOWED] / seen
+        if p <= 0.0:
+            return total, 0.0
+        nxt = d[FOLLOWER]
+        if nxt == site:
+            return total, p  # back at the site: the rest is its next exit's rent
+        total += p
+        if total >= cap:
+            return float(cap), 0.0
+        if nxt >= 0 and reach is not None and not 0 < nxt - site <= reach:
+            return total, 0.0  # beyond the window an emulation from ``site`` scans
+        e = get(nxt) if nxt >= 0 else None
+        if e is None or not e[SEEN]:
+            break
+        d = e
+    return min(cap, total + p * stay / (1 - stay)), 0.0
+
+
+def rent_along(site: int, entry: list, get, recent: float, cap: int, reach: int | None,
+               exit_ns: float, overhead_ns: float) -> float:
+    """What one native exit at ``site`` forgoes, with the chain walked (chain_along): each
+    follow-on exit an emulation from it would absorb, and the site's own next exit when the
+    chain comes back to it, is an exit round trip; the emulation's overhead is paid only by
+    an exit that starts a chain, not by one that an earlier emulation of the loop would have
+    absorbed.  A polling loop's exit thus forgoes its pass's exits, whatever the number of
+    passes to come (each pays its own)."""
+    follow_ons, back = chain_along(site, entry, get, recent, cap, reach)
+    return (follow_ons + back) * exit_ns - overhead_ns * (1.0 - back)
 
 
 def rent_ns(followed: int, seen: int, recent: float, cap: int, exit_ns: int,
