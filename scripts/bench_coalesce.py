@@ -40,6 +40,7 @@ from pykvmm.cli import read_firmware  # noqa: E402
 from pykvmm.coalesce.engine import (AUTO_EXTENT, AUTO_WARMUP, COMMAND_LINE_WARMUP,  # noqa: E402
                                     CoalescingEngine, policy_spec)
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
+from pykvmm.measure.runner import CPU_HELP, pin_cpu  # noqa: E402
 
 
 # Guests whose wall time the host's clock sets, not their exits: pit_tick counts PIT ticks
@@ -129,13 +130,9 @@ def main() -> int:
                     help="run each guest as its own python -m pykvmm process (what a user's run "
                          "costs: no code decoded or compiled in memory beforehand)")
     ap.add_argument("--cpu", default="last", metavar="N|none",
-                    help="pin to this CPU (default: the last one this process may use), or none")
+                    help=CPU_HELP)
     args = ap.parse_args()
-    if args.cpu != "none":
-        cpus = sorted(os.sched_getaffinity(0))
-        cpu = cpus[-1] if args.cpu == "last" else int(args.cpu)
-        os.sched_setaffinity(0, {cpu})  # inherited by --fresh runs
-        args.cpu = str(cpu)
+    args.cpu = pin_cpu(args.cpu)  # inherited by --fresh runs
     once = run_fresh if args.fresh else run_once
     print(f"extent {args.extent or 'as the command line'}, warmup {args.warmup}, median of {args.rounds} rounds after {args.discard} discarded, "
           f"{'a fresh process per run' if args.fresh else 'in one process'}, CPU {args.cpu}; "

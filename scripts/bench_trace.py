@@ -38,6 +38,7 @@ from pykvmm.cli import read_firmware  # noqa: E402
 from pykvmm.coalesce.engine import (COMMAND_LINE_WARMUP, CoalescingEngine,  # noqa: E402
                                     policy_spec)
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
+from pykvmm.measure.runner import CPU_HELP, pin_cpu  # noqa: E402
 
 
 def run_once(guest: bytes, policy: str) -> dict:
@@ -84,17 +85,14 @@ def main() -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="each run in a new Python process (what a user's run costs)")
     ap.add_argument("--cpu", default="last", metavar="N|none",
-                    help="pin to this CPU (default: the last one this process may use), or none")
+                    help=CPU_HELP)
     ap.add_argument("--one", metavar="POLICY", help=argparse.SUPPRESS)  # a --fresh child
     args = ap.parse_args()
     guest = Path(args.guest).read_bytes()
     if args.one:
         print(json.dumps(run_once(guest, args.one)))
         return 0
-    if args.cpu != "none":
-        cpus = sorted(os.sched_getaffinity(0))
-        args.cpu = str(cpus[-1] if args.cpu == "last" else int(args.cpu))
-        os.sched_setaffinity(0, {int(args.cpu)})  # inherited by --fresh children
+    args.cpu = pin_cpu(args.cpu)  # inherited by --fresh runs
 
     def once(p: str) -> dict:
         if not args.fresh:

@@ -113,6 +113,17 @@ class Block:
         self.cut = cut
 
 
+def _usable(end: int, cut: int, count: int, code: bytes, inner, lin: int, hi: int, limit: int,
+            wroom: int, ram, heads) -> bool:
+    """Whether a block built earlier (kept in memory, or recorded on disk by an earlier process)
+    can run at ``lin`` now: it ends (IP ``end``) within ``hi``; if it was cut short by an
+    instruction limit or the IO window, that limit was no larger than the one asked now; guest
+    memory still holds its bytes; and no loop head has since appeared inside it (``inner``:
+    the linear addresses of its instructions after the first)."""
+    return (end <= hi and (not cut or count >= (limit if cut == CUT_LIMIT else min(limit, wroom)))
+            and ram[lin:lin + len(code)] == code and not any(a in heads for a in inner))
+
+
 class Emulator:
     """Real-mode x86 emulator over guest memory ``mem`` (GuestMemory), the port bus ``pio`` and
     the MMIO bus ``mmio`` (each with read/write/claims, as pykvmm.machine.bus)."""
@@ -397,10 +408,8 @@ class Emulator:
         entries = bcache.get(key)
         if entries:
             for b in entries:
-                if (b.end <= hi and (not b.cut or b.count >= (limit if b.cut == CUT_LIMIT
-                                                              else min(limit, wroom)))
-                        and ram[lin:lin + len(b.bytes)] == b.bytes
-                        and not any(a in heads for a in b.inner)):
+                if _usable(b.end, b.cut, b.count, b.bytes, b.inner, lin, hi, limit, wroom,
+                           ram, heads):
                     del bcache[key]  # most recently used last
                     bcache[key] = entries
                     return b
@@ -418,20 +427,18 @@ class Emulator:
                 try:
                     c_bytes, _, c_count, c_cut, c_inner, c_code = cand
                     n = len(c_bytes)
-                    ok = (isinstance(c_code, CodeType) and isinstance(c_bytes, bytes)
-                          and 0 < n and ip + n <= hi
-                          and (not c_cut or c_count >= (limit if c_cut == CUT_LIMIT
-                                                        else min(limit, wroom)))
-                          and ram[lin:lin + n] == c_bytes and kind(lin, n) in (RAM, ROM)
-                          and not any(lin + o in heads for o in c_inner))
+                    c_inner = tuple(lin + o for o in c_inner)
+                    ok = (isinstance(c_code, CodeType) and isinstance(c_bytes, bytes) and 0 < n
+                          and _usable(ip + n, c_cut, c_count, c_bytes, c_inner, lin, hi, limit,
+                                      wroom, ram, heads)
+                          and kind(lin, n) in (RAM, ROM))
                 except (TypeError, ValueError):
                     ok = False  # not a record this version wrote: ignored
                 if ok:
                     loc: dict[str, Any] = {}
                     exec(c_code, self._ns, loc)
                     self.compiled += 1
-                    b = Block(lin, ip, ip + n, c_bytes, loc["f"], c_count, c_cut,
-                              tuple(lin + o for o in c_inner))
+                    b = Block(lin, ip, ip + n, c_bytes, loc["f"], c_count, c_cut, c_inner)
                     self._keep_block(key, entries, b)
                     return b
         gens = []
