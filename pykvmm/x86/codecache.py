@@ -66,10 +66,20 @@ class CodeCache:
 
     def _prepare_shard(self, shard: str) -> bool:
         """Create a subdirectory, and empty it when it holds its share of DISK_ENTRIES or more
-        (once per process and subdirectory, before the first write into it)."""
+        (once per process and subdirectory, before the first write into it).  Before its
+        first one, a process also removes the files an older pykvmm left in the top directory,
+        before it was split (nothing reads them, and nothing else would remove them)."""
+        first = not self._checked
         self._checked.add(shard)
         try:
             os.makedirs(shard, exist_ok=True)
+            if first:
+                for e in os.scandir(self.dir):
+                    if e.name.endswith((".code", ".rec")) and e.is_file(follow_symlinks=False):
+                        try:
+                            os.unlink(e.path)
+                        except OSError:
+                            pass
             names = [e.name for e in os.scandir(shard) if e.name.endswith((".code", ".rec"))]
             if len(names) >= max(1, DISK_ENTRIES // SHARDS):
                 for name in names:

@@ -90,3 +90,16 @@ def test_environment_turns_the_disk_part_off(monkeypatch, tmp_path):
     monkeypatch.delenv("PYKVMM_CODE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert CodeCache().dir.startswith(os.path.join(str(tmp_path), "pykvmm", "code-"))
+
+
+def test_the_first_write_removes_files_of_the_old_flat_layout(tmp_path):
+    # Before the directory was split, files lay in its top level; nothing reads them any more.
+    old = [tmp_path / "00ff.code", tmp_path / "11ee.rec"]
+    for p in old:
+        p.write_bytes(b"x")
+    keep = tmp_path / "notes.txt"
+    keep.write_text("not ours")
+    a = CodeCache(str(tmp_path))
+    assert run(a.compile(SRC, "<x86 read>")) == 42  # compiles, and writes: the first write
+    assert not any(p.exists() for p in old) and keep.exists()
+    assert len(list(tmp_path.rglob("*.code"))) == 1  # the new file, in its subdirectory
