@@ -11,6 +11,9 @@ process as a user runs it (figures from its --stats-json), and prints IO exits, 
 median wall time of the run loop.  All policies of a guest are interleaved round by round so that
 host noise hits them alike.  When ``off`` is among the policies, ``vs off`` is each policy's median
 wall time relative to off's, marked ``SLOWER`` beyond --slower percent; a last line lists those.
+``paired`` is the median of each round's ratio to off's run in the same round, minus one: the
+runs of a round follow one another, so a burst of host noise that lasts a round moves it less
+than it moves one of the medians (runs of 3 ms spread by 10-50 % here).
 ``--guests all`` takes every guest image in guests/ except the interactive echo.  Each policy
 runs with the command line's defaults (extent 10, auto for trace; warm-up auto) unless --extent,
 --warmup or a ``NAME:EXTENT`` policy says otherwise.
@@ -139,7 +142,7 @@ def main() -> int:
           "exits.io counts port-IO exits, exits.mmio MMIO exits; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'guest':14s} {'policy':10s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
-          f"{'io_ops':>8s} {'wall s':>8s} {'spread':>7s} {'µs/byte':>8s} {'vs off':>7s}")
+          f"{'io_ops':>8s} {'wall s':>8s} {'spread':>7s} {'µs/byte':>8s} {'paired':>8s}{'vs off':>7s}")
     names = args.guests.split(",")
     if names == ["all"]:
         names = sorted(p.stem for p in (ROOT / "guests").glob("*.bin") if p.stem != "echo")
@@ -177,17 +180,22 @@ def main() -> int:
             per = f"{exits / nbytes:9.3f}" if nbytes else f"{'-':>9s}"
             us = f"{wall / nbytes * 1e6:8.2f}" if nbytes else f"{'-':>8s}"
             comp = st["coalesce"].get("completions", 0)
-            rel = ""
+            rel = paired = ""
             if "off" in walls[name] and p != "off":
                 pct = (wall / statistics.median(walls[name]["off"]) - 1) * 100
                 rel = f"{pct:+6.1f}%"
+                # Paired: the median of each round's ratio to off's run in the same round (run
+                # just before it), which a burst of host noise over one round moves less.
+                ratios = [a / b for a, b in zip(w, walls[name]["off"]) if b]
+                if ratios:
+                    paired = f"{(statistics.median(ratios) - 1) * 100:+6.1f}% "
                 if name in CLOCK_PACED:
                     rel += " (clock-paced)"
                 elif pct > args.slower:
                     rel += " SLOWER"
                     slower.append(f"{name}/{p} {pct:+.1f}%")
             print(f"{name:14s} {p:10s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
-                  f"{wall:8.3f} {spread} {us} {rel}")
+                  f"{wall:8.3f} {spread} {us} {paired:>8s}{rel}")
     if "off" in args.policies.split(","):
         print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none")
               + (f" (not judged, paced by the host's clock: {', '.join(paced)})"
