@@ -459,6 +459,15 @@ class CoalescingEngine:
                     # device deadline already due, says nothing about the site)
                     self._score(site, stop.ios > 0, emu.replaced != replaced)
 
+    def _new_entry(self, site: int, state: int) -> list:
+        """A site's profitability and forecast entry (fields: see __init__), in ``state``; the
+        least recently used entry goes beyond table_size."""
+        demotion = self.demotion
+        d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, state, 0, 0, 0, -1]
+        if len(demotion) > self.table_size:
+            demotion.popitem(last=False)
+        return d
+
     def _score(self, site: int, profitable: bool, changed: bool, timed: bool = False) -> None:
         """Profitability bookkeeping for a site (bounded like the table: LRU).
 
@@ -472,9 +481,7 @@ class CoalescingEngine:
         demotion = self.demotion
         d = demotion.get(site)
         if d is None:
-            d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, ACTIVE, 0, 0, 0, -1]
-            if len(demotion) > self.table_size:
-                demotion.popitem(last=False)
+            d = self._new_entry(site, ACTIVE)
         else:
             demotion.move_to_end(site)
         d[4] = ACTIVE
@@ -527,9 +534,7 @@ class CoalescingEngine:
         if demotion is not None:
             d = demotion.get(site)
             if d is None and self.warmup:
-                d = demotion[site] = [0, 0, DEMOTE_FIRST, 0, WARMING, 0, 0, 0, -1]
-                if len(demotion) > self.table_size:
-                    demotion.popitem(last=False)
+                d = self._new_entry(site, WARMING)
             if d is not None:
                 state = d[4]
                 if state == ACTIVE or state == SINGULAR:
@@ -610,8 +615,8 @@ class CoalescingEngine:
             self._idle = 0  # a site warming up that never rested: still learning, no nap
         rent = 0.0
         if d[6] >= R.MIN_OBSERVED:
-            # R.should_buy, with the rent computed once (this runs on every watched exit), the
-            # rent forecast along the follow-ons seen (R.rent_along)
+            # R.should_buy, with the rent computed once (this runs on every watched exit, and
+            # the rent decides below whether the site rests)
             rent = R.rent_along(site, d, self.demotion.get, self._recent, self._cap,
                                 None if self._decide is None else self._reach,
                                 self._exit_ns, self._overhead_ns)

@@ -161,18 +161,13 @@ def rent_along(site: int, entry: list, get, recent: float, cap: int, reach: int 
     return (follow_ons + back) * exit_ns - overhead_ns * (1.0 - back)
 
 
-def rent_ns(followed: int, seen: int, recent: float, cap: int, exit_ns: int,
-            overhead_ns: float) -> float:
-    """What one native exit at a site forgoes: the forecast follow-on exits an emulation there
-    would have absorbed, each an exit round trip, minus the emulation's own overhead."""
-    return chain(followed, seen, recent, cap) * exit_ns - overhead_ns
-
-
-def should_buy(followed: int, seen: int, recent: float, cap: int, exit_ns: int,
-               overhead_ns: float, buy_ns: float, exits: int) -> bool:
+def should_buy(site: int, entry: list, get, recent: float, cap: int, reach: int | None,
+               exit_ns: float, overhead_ns: float, buy_ns: float, exits: int) -> bool:
     """The ski-rental rule with a forecast: buy (compile and emulate) once the rent paid at this
-    site, ``exits`` times the forgone saving, reaches the price of buying."""
-    if seen < MIN_OBSERVED:
+    site, ``exits`` times the forgone saving (rent_along), reaches the price of buying; no
+    verdict before MIN_OBSERVED visits.  (The engine's _watch applies it inline, as it needs
+    the rent again to decide whether the site rests.)"""
+    if entry[SEEN] < MIN_OBSERVED:
         return False
-    rent = rent_ns(followed, seen, recent, cap, exit_ns, overhead_ns)
+    rent = rent_along(site, entry, get, recent, cap, reach, exit_ns, overhead_ns)
     return rent > 0 and exits * rent >= buy_ns
