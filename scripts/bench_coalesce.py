@@ -14,6 +14,14 @@ wall time relative to off's, marked ``SLOWER`` beyond --slower percent; a last l
 ``paired`` is the median of each round's ratio to off's run in the same round, minus one: the
 runs of a round follow one another, so a burst of host noise that lasts a round moves it less
 than it moves one of the medians (runs of 3 ms spread by 10-50 % here).
+``engine`` is the median time the run loop spent inside the engine's calls (stats
+coalesce.engine_us: decoding, emulation, completion runs and bookkeeping) relative to off's
+median wall time: the engine's own cost, measured on the host's clock without KVM_RUN's noise.
+When a policy takes no more exits than off, everything else in its run costs the same or less,
+so this is what the policy can cost over off (the measured difference, beyond noise, cannot be
+larger); ``interval`` is a bootstrap 90 % interval of ``paired`` over the rounds.  The last lines
+list the pairs whose median is beyond --slower, and among them those whose engine cost or whose
+whole interval is beyond it too (slower beyond the noise).
 ``--guests all`` takes every guest image in guests/ except the interactive echo.  Each policy
 runs with the command line's defaults (extent 10, auto for trace; warm-up auto) unless --extent,
 --warmup or a ``NAME:EXTENT`` policy says otherwise.
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -108,6 +117,13 @@ def run_fresh(guest: Path, policy: str, extent: int | str | None, firmware: bool
         os.unlink(js)
 
 
+def bootstrap_interval(ratios: list[float], draws: int = 2000, seed: int = 1) -> tuple[float, float]:
+    """A 90 % bootstrap interval of the median of ``ratios`` (resampling the rounds)."""
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
+    return meds[int(draws * 0.05)], meds[int(draws * 0.95) - 1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -142,11 +158,13 @@ def main() -> int:
           "exits.io counts port-IO exits, exits.mmio MMIO exits; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'guest':14s} {'policy':10s} {'io+mmio exits':>13s} {'per byte':>9s} {'completions':>11s} "
-          f"{'io_ops':>8s} {'wall s':>8s} {'spread':>7s} {'µs/byte':>8s} {'paired':>8s}{'vs off':>7s}")
+          f"{'io_ops':>8s} {'wall s':>8s} {'spread':>7s} {'µs/byte':>8s} {'engine':>7s} {'paired':>8s} "
+          f"{'interval':>15s}{'vs off':>8s}")
     names = args.guests.split(",")
     if names == ["all"]:
         names = sorted(p.stem for p in (ROOT / "guests").glob("*.bin") if p.stem != "echo")
     slower: list[str] = []
+    beyond: list[str] = []  # slower, and by its engine cost or its whole interval
     policies = args.policies.split(",")
     for name in names:
         if not (ROOT / "guests" / f"{name}.bin").exists():
@@ -157,6 +175,7 @@ def main() -> int:
     # lasts, e.g. with the kernel's memory monitor busy) then falls on one round of each guest
     # and policy, which the median discards, rather than on all rounds of one guest.
     walls = {n: {p: [] for p in policies} for n in names}
+    engine = {n: {p: [] for p in policies} for n in names}
     lasts: dict[str, dict[str, dict]] = {n: {} for n in names}
     for r in range(args.discard + args.rounds):
         for name in names:
@@ -165,6 +184,7 @@ def main() -> int:
                 st = once(guest, p, args.extent, not args.no_firmware, args.warmup)
                 if r >= args.discard:
                     walls[name][p].append(st["wall_s"])
+                    engine[name][p].append(st["coalesce"].get("engine_us", 0.0) * 1e-6)
                     lasts[name][p] = st
     for name in names:
         last = lasts[name]
@@ -180,26 +200,36 @@ def main() -> int:
             per = f"{exits / nbytes:9.3f}" if nbytes else f"{'-':>9s}"
             us = f"{wall / nbytes * 1e6:8.2f}" if nbytes else f"{'-':>8s}"
             comp = st["coalesce"].get("completions", 0)
-            rel = paired = ""
+            rel = paired = interval = eng = ""
             if "off" in walls[name] and p != "off":
-                pct = (wall / statistics.median(walls[name]["off"]) - 1) * 100
+                off = statistics.median(walls[name]["off"])
+                pct = (wall / off - 1) * 100
                 rel = f"{pct:+6.1f}%"
+                eng_pct = statistics.median(engine[name][p]) / off * 100 if off else 0.0
+                eng = f"{eng_pct:6.1f}%"
                 # Paired: the median of each round's ratio to off's run in the same round (run
                 # just before it), which a burst of host noise over one round moves less.
                 ratios = [a / b for a, b in zip(w, walls[name]["off"]) if b]
+                lo = -1e9
                 if ratios:
-                    paired = f"{(statistics.median(ratios) - 1) * 100:+6.1f}% "
+                    paired = f"{(statistics.median(ratios) - 1) * 100:+6.1f}%"
+                    lo, hi = ((x - 1) * 100 for x in bootstrap_interval(ratios))
+                    interval = f"[{lo:+5.1f},{hi:+5.1f}]%"
                 if name in CLOCK_PACED:
                     rel += " (clock-paced)"
                 elif pct > args.slower:
                     rel += " SLOWER"
                     slower.append(f"{name}/{p} {pct:+.1f}%")
+                    if eng_pct > args.slower or lo > args.slower:
+                        beyond.append(f"{name}/{p} (engine {eng_pct:.1f}%, interval from {lo:+.1f}%)")
             print(f"{name:14s} {p:10s} {exits:13d} {per} {comp:11d} {st['io_ops']['total']:8d} "
-                  f"{wall:8.3f} {spread} {us} {paired:>8s}{rel}")
+                  f"{wall:8.3f} {spread} {us} {eng:>7s} {paired:>8s} {interval:>15s}{rel}")
     if "off" in args.policies.split(","):
         print(f"more than {args.slower:g}% slower than off: " + (", ".join(slower) or "none")
               + (f" (not judged, paced by the host's clock: {', '.join(paced)})"
                  if paced and len(policies) > 1 else ""))
+        print(f"  of these, beyond the noise (engine cost or the whole interval above {args.slower:g}%): "
+              + (", ".join(beyond) or "none"))
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
