@@ -13,6 +13,12 @@ to stop it.  Two mechanisms close that window:
   thread watches, so Ctrl-C reaches the kicker even when the Python handler is not running yet.
 
 The kicker thread blocks every signal, so process-directed signals go to the vCPU thread.
+
+Under a real-time policy (``chrt -f``, SCHED_FIFO or SCHED_RR, which new threads inherit) a
+thread that wakes up never preempts a running thread of the same priority, and a vCPU that
+spins in the guest never gives its CPU up: pinned to one CPU (``taskset``), the kicker then
+never ran, and a guest in ``jmp $`` under ``--timeout 0.3`` ran on until killed (measured here).
+So the kicker raises itself one priority above the thread that started it (see _outrank).
 The vCPU thread clears ``immediate_exit`` after each EINTR and then reads the reasons: the kicker
 records a reason before it sets the flag, so no reason is lost.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 import threading
 import time
 
@@ -119,8 +126,26 @@ class Kicker:
         except BlockingIOError:
             pass
 
+    def _outrank(self) -> None:
+        """Under SCHED_FIFO/SCHED_RR, run one priority above the vCPU thread (this thread
+        inherited its policy and priority).  At the top priority, or where the raise is not
+        permitted, it says once on stderr that kicks may come late."""
+        try:
+            policy = os.sched_getscheduler(0)  # 0: the calling thread, on Linux
+            if policy not in (os.SCHED_FIFO, os.SCHED_RR):
+                return
+            prio = os.sched_getparam(0).sched_priority
+            if prio >= os.sched_get_priority_max(policy):
+                raise PermissionError("already at the top priority")
+            os.sched_setscheduler(0, policy, os.sched_param(prio + 1))
+        except (OSError, AttributeError) as e:
+            print(f"pykvmm: warning: under a real-time policy the kicker thread cannot outrank "
+                  f"the vCPU ({e}); the timeout and device deadlines may come late: start "
+                  "pykvmm below the top priority", file=sys.stderr)
+
     def _loop(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        self._outrank()
         while not self._stopping:
             with self._lock:
                 deadline = self._deadline

@@ -134,6 +134,31 @@ def test_timeout_stops_a_guest_that_never_exits(src):
     assert time.monotonic() - t < 15
 
 
+def _fifo_on_one_cpu():
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+
+
+@pytest.mark.parametrize("src", ["jmp $", "int 0x80"], ids=["spin", "int80"])
+def test_timeout_stops_a_spinning_guest_under_a_real_time_policy_on_one_cpu(src):
+    # kicker.py: under SCHED_FIFO the kicker thread, of the same priority, could never preempt a
+    # vCPU spinning in the guest on the only CPU, and the run went on until killed.
+    try:
+        os.sched_getparam(0)
+        probe = subprocess.run([sys.executable, "-c", "import os; os.sched_setscheduler(0, "
+                                "os.SCHED_FIFO, os.sched_param(10))"], capture_output=True)
+    except OSError:
+        probe = None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("needs the right to use SCHED_FIFO (root, or RLIMIT_RTPRIO)")
+    t = time.monotonic()
+    r = pykvmm_snippet(src, "--no-firmware", "--timeout", "0.5", timeout=30,
+                       preexec_fn=_fifo_on_one_cpu)
+    assert r.returncode == 124, r.stderr
+    assert time.monotonic() - t < 10
+    assert b"warning" not in r.stderr
+
+
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_a_spinning_guest(tmp_path, sig, status):
     g = tmp_path / "g.bin"
