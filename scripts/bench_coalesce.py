@@ -52,7 +52,7 @@ from pykvmm.cli import read_firmware  # noqa: E402
 from pykvmm.coalesce.engine import (AUTO_EXTENT, AUTO_WARMUP, COMMAND_LINE_WARMUP,  # noqa: E402
                                     CoalescingEngine, policy_spec)
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
-from pykvmm.measure.runner import CPU_HELP, pin_cpu  # noqa: E402
+from pykvmm.measure.runner import CPU_HELP, REALTIME_HELP, pin_cpu, set_realtime  # noqa: E402
 
 
 # Guests whose wall time the host's clock sets, not their exits: pit_tick counts PIT ticks
@@ -150,8 +150,10 @@ def main() -> int:
                          "costs: no code decoded or compiled in memory beforehand)")
     ap.add_argument("--cpu", default="last", metavar="N|none",
                     help=CPU_HELP)
+    ap.add_argument("--realtime", type=int, default=0, metavar="PRIO", help=REALTIME_HELP)
     args = ap.parse_args()
     args.cpu = pin_cpu(args.cpu)  # inherited by --fresh runs
+    set_realtime(args.realtime)  # inherited too
     once = run_fresh if args.fresh else run_once
     print(f"extent {args.extent or 'as the command line'}, warmup {args.warmup}, median of {args.rounds} rounds after {args.discard} discarded, "
           f"{'a fresh process per run' if args.fresh else 'in one process'}, CPU {args.cpu}; "

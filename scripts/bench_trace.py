@@ -38,7 +38,7 @@ from pykvmm.cli import read_firmware  # noqa: E402
 from pykvmm.coalesce.engine import (COMMAND_LINE_WARMUP, CoalescingEngine,  # noqa: E402
                                     policy_spec)
 from pykvmm.machine.machine import Machine, MachineConfig  # noqa: E402
-from pykvmm.measure.runner import CPU_HELP, pin_cpu  # noqa: E402
+from pykvmm.measure.runner import CPU_HELP, REALTIME_HELP, pin_cpu, set_realtime  # noqa: E402
 
 
 def run_once(guest: bytes, policy: str) -> dict:
@@ -86,6 +86,7 @@ def main() -> int:
                     help="each run in a new Python process (what a user's run costs)")
     ap.add_argument("--cpu", default="last", metavar="N|none",
                     help=CPU_HELP)
+    ap.add_argument("--realtime", type=int, default=0, metavar="PRIO", help=REALTIME_HELP)
     ap.add_argument("--one", metavar="POLICY", help=argparse.SUPPRESS)  # a --fresh child
     args = ap.parse_args()
     guest = Path(args.guest).read_bytes()
@@ -93,6 +94,7 @@ def main() -> int:
         print(json.dumps(run_once(guest, args.one)))
         return 0
     args.cpu = pin_cpu(args.cpu)  # inherited by --fresh runs
+    set_realtime(args.realtime)  # inherited too
 
     def once(p: str) -> dict:
         if not args.fresh:
