@@ -130,18 +130,23 @@ class Kicker:
         """Under SCHED_FIFO/SCHED_RR, run one priority above the vCPU thread (this thread
         inherited its policy and priority).  At the top priority, or where the raise is not
         permitted, it says once on stderr that kicks may come late."""
+        prio = 0
         try:
             policy = os.sched_getscheduler(0)  # 0: the calling thread, on Linux
             if policy not in (os.SCHED_FIFO, os.SCHED_RR):
                 return
             prio = os.sched_getparam(0).sched_priority
             if prio >= os.sched_get_priority_max(policy):
-                raise PermissionError("already at the top priority")
-            os.sched_setscheduler(0, policy, os.sched_param(prio + 1))
+                why = f"it already runs at the top priority, {prio}: start pykvmm below it"
+            else:
+                os.sched_setscheduler(0, policy, os.sched_param(prio + 1))
+                return
+        except PermissionError as e:
+            why = f"{e}: run as root, or raise RLIMIT_RTPRIO above {prio}"
         except (OSError, AttributeError) as e:
-            print(f"pykvmm: warning: under a real-time policy the kicker thread cannot outrank "
-                  f"the vCPU ({e}); the timeout and device deadlines may come late: start "
-                  "pykvmm below the top priority", file=sys.stderr)
+            why = str(e)
+        print(f"pykvmm: warning: under a real-time policy the kicker thread cannot outrank the "
+              f"vCPU ({why}); the timeout and device deadlines may come late", file=sys.stderr)
 
     def _loop(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())

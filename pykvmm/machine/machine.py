@@ -520,11 +520,6 @@ class Machine:
                         else:
                             for i in range(off, off + size * count, size):
                                 pio_write(port, size, from_bytes(page[i:i + size], "little"))
-                        if engine is not None and self._stop is None:
-                            t = clock()
-                            nap = engine.after_pio(1, port)
-                            eng_ns += clock() - t
-                            eng_calls += 1
                     else:  # IN: the value goes where KVM completes the instruction from
                         if count == 1:
                             if size == 1:
@@ -536,11 +531,13 @@ class Machine:
                             for _ in range(count):
                                 buf += pio_read(port, size).to_bytes(size, "little")
                             page[off:off + size * count] = buf
-                        if engine is not None and self._stop is None:
-                            t = clock()
-                            nap = engine.after_pio(0, port)
-                            eng_ns += clock() - t
-                            eng_calls += 1
+                    # direction is KVM_EXIT_IO_OUT (1) or KVM_EXIT_IO_IN (0), after_pio's own
+                    # encoding; the device access above may have stopped the machine.
+                    if engine is not None and self._stop is None:
+                        t = clock()
+                        nap = engine.after_pio(direction, port)
+                        eng_ns += clock() - t
+                        eng_calls += 1
                 else:
                     self.handle_exit(vcpu.decode_exit())
                     nap, self._nap = self._nap, 0
