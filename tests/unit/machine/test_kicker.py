@@ -34,42 +34,42 @@ class FakeSched:
         self.policy, self.prio = policy, param.sched_priority
 
 
-def outrank():
+def outrank(monkeypatch, policy, prio, allowed=True) -> FakeSched:
+    """Kicker._outrank run against a fake scheduler in that state; the fake, to inspect."""
+    fake = FakeSched(policy, prio, allowed)
+    fake.install(monkeypatch)
     kmod.Kicker._outrank(object.__new__(kmod.Kicker))
+    return fake
+
+
+def one_warning(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pykvmm: warning:")
+    return err
 
 
 @pytest.mark.parametrize("policy", [os.SCHED_FIFO, os.SCHED_RR])
 def test_raises_one_above_the_vcpu(monkeypatch, capsys, policy):
-    fake = FakeSched(policy, 50)
-    fake.install(monkeypatch)
-    outrank()
+    fake = outrank(monkeypatch, policy, 50)
     assert fake.set_calls == [(0, policy, 51)]
     assert capsys.readouterr().err == ""
 
 
 def test_normal_policy_is_left_alone(monkeypatch, capsys):
-    fake = FakeSched(os.SCHED_OTHER, 0)
-    fake.install(monkeypatch)
-    outrank()
+    fake = outrank(monkeypatch, os.SCHED_OTHER, 0)
     assert fake.set_calls == []
     assert capsys.readouterr().err == ""
 
 
 def test_top_priority_warns_once_without_trying(monkeypatch, capsys):
-    fake = FakeSched(os.SCHED_FIFO, 99)
-    fake.install(monkeypatch)
-    outrank()
+    fake = outrank(monkeypatch, os.SCHED_FIFO, 99)
     assert fake.set_calls == []
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("pykvmm: warning:")
+    err = one_warning(capsys)
     assert "top priority, 99" in err and "below it" in err
 
 
 def test_forbidden_raise_says_what_to_do(monkeypatch, capsys):
-    fake = FakeSched(os.SCHED_FIFO, 10, allowed=False)
-    fake.install(monkeypatch)
-    outrank()
+    fake = outrank(monkeypatch, os.SCHED_FIFO, 10, allowed=False)
     assert fake.set_calls == [(0, os.SCHED_FIFO, 11)]
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("pykvmm: warning:")
+    err = one_warning(capsys)
     assert "RLIMIT_RTPRIO above 10" in err and "top priority" not in err
